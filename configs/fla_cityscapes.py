@@ -1,0 +1,39 @@
+"""FLANet on Cityscapes, the paper's recipe (Song et al., AAAI 2022, Implementation Details).
+
+  python -m flaseg.main --config=configs/fla_cityscapes.py --workdir=runs/fla_cityscapes \
+      --config.data.root=/data/cityscapes
+
+Deep-stem ResNet-101 at output stride 8, crop 768, batch 8, SGD lr 1e-2 poly 0.9, momentum
+0.9, wd 5e-4, 240 epochs of 2975 images = 89,250 iterations, SyncBN, multi-scale + flip test.
+Paper: 81.3 / 82.2 mIoU (val, SS / MS+F, R101; Table 2), 83.0 on test. The aux weights (0.4)
+are not released with the official code; 0.4 is the CCNet-lineage default.
+`:smoke` shrinks it to a seconds-long run on synthetic data.
+"""
+from flaseg import config_lib
+
+
+def get_config(arg=None):
+  arg = config_lib.parse_arg(arg, smoke=False)
+  c = config_lib.base_config()
+  c.data.name = "cityscapes"
+  c.data.root = "data/cityscapes"
+  c.data.crop_size = (768, 768)
+  c.model.head = "fla"
+  c.model.num_classes = 19
+  c.model.align_corners = True
+  c.model.backbone.depth = 101
+  c.model.backbone.stem = "deep"
+  c.model.backbone.output_stride = 8
+  c.loss.weights = {"out": 1.0, "aux1": 0.4, "aux2": 0.4}
+  c.optim.lr = 1e-2
+  c.train.steps = 89250
+  c.train.batch_size = 8
+  c.checkpoint.every = 2000
+  c.eval.mode = "slide"
+  c.eval.crop_size = (768, 768)
+  c.eval.stride = (512, 512)
+  c.eval.scales = (0.75, 1.0, 1.25, 1.5, 1.75)
+  c.eval.flip = True
+  if arg.smoke:
+    config_lib.apply_smoke(c)
+  return c

@@ -1,0 +1,2 @@
+"""flaseg: attention networks for semantic segmentation in JAX/Flax."""
+__version__ = "0.1.0"

@@ -1,0 +1,50 @@
+"""flaseg command line.
+
+  python -m flaseg.main --config=configs/quickstart.py --workdir=runs/quickstart
+  python -m flaseg.main --config=configs/fla_cityscapes.py:smoke --workdir=/tmp/x \
+      --config.train.steps=20
+  python -m flaseg.main --config=configs/quickstart.py --workdir=runs/quickstart --mode=eval
+"""
+import os
+import sys
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+FLAGS = flags.FLAGS
+config_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/quickstart.py[:arg].",
+                                lock_config=True)
+flags.DEFINE_string("workdir", None, "Checkpoints, metrics.jsonl and predictions go here.")
+flags.DEFINE_enum("mode", "train", ["train", "eval"],
+                  "train (resumes automatically) or eval (the latest checkpoint in workdir).")
+flags.DEFINE_bool("jax_distributed", os.environ.get("FLASEG_JAX_DISTRIBUTED", "") == "1",
+                  "Call jax.distributed.initialize() first (multi-host; env FLASEG_JAX_DISTRIBUTED=1).")
+flags.mark_flags_as_required(["config", "workdir"])
+
+# Errors a user can fix from the message alone: printed as one line, no traceback
+# (FLASEG_DEBUG=1 shows it).
+USER_ERRORS = (ValueError, KeyError, FileNotFoundError, NotImplementedError, FloatingPointError)
+
+
+def main(argv):
+  del argv
+  logging.set_verbosity(logging.WARNING)  # Orbax logs every file it renames at INFO.
+  import jax
+  if FLAGS.jax_distributed:
+    jax.distributed.initialize()
+  from flaseg import checkpoint, train
+  try:
+    if FLAGS.mode == "train":
+      train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+    else:
+      train.evaluate_checkpoint(FLAGS.config, FLAGS.workdir)
+  except USER_ERRORS + (checkpoint.CheckpointError,) as e:
+    if os.environ.get("FLASEG_DEBUG"):
+      raise
+    msg = e.args[0] if isinstance(e, KeyError) and e.args else e
+    print(f"flaseg: error: {msg}", file=sys.stderr)
+    sys.exit(2)
+
+
+if __name__ == "__main__":
+  app.run(main)

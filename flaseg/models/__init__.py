@@ -1,0 +1,49 @@
+"""Builds a `Segmenter` from `config.model`.
+
+  model.head          a key of HEADS
+  model.head_kwargs   keyword arguments of that head class (channels, dropout, ...)
+  model.backbone      ResNet fields (depth, stem, output_stride, contract_dilation, multi_grid,
+                      avg_down, width)
+  model.num_classes, model.align_corners, model.dtype ('float32' | 'bfloat16')
+"""
+import dataclasses
+
+import jax.numpy as jnp
+
+from flaseg.models.heads.fcn import FCNHead
+from flaseg.models.heads.fla import FLAHead
+from flaseg.models.resnet import ResNet
+from flaseg.models.segmenter import Segmenter
+
+HEADS = {
+    "fcn": FCNHead,
+    "fla": FLAHead,
+    # mmseg heads
+    # paper heads
+}
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+
+
+def _check_fields(cls, kwargs, key):
+  names = {f.name for f in dataclasses.fields(cls)} - {"parent", "name"}
+  for k in kwargs:
+    if k not in names:
+      raise ValueError(f"{key}.{k}: unknown field of {cls.__name__}; known: {sorted(names)}")
+
+
+def build_model(cfg) -> Segmenter:
+  if cfg.head not in HEADS:
+    raise ValueError(f"config.model.head={cfg.head!r}: choose one of {sorted(HEADS)}")
+  if cfg.dtype not in DTYPES:
+    raise ValueError(f"config.model.dtype={cfg.dtype!r}: choose one of {sorted(DTYPES)}")
+  dtype = DTYPES[cfg.dtype]
+  backbone_kwargs = dict(cfg.backbone)
+  if backbone_kwargs.get("multi_grid") is not None:
+    backbone_kwargs["multi_grid"] = tuple(backbone_kwargs["multi_grid"])
+  _check_fields(ResNet, backbone_kwargs, "config.model.backbone")
+  head_cls = HEADS[cfg.head]
+  head_kwargs = dict(cfg.get("head_kwargs", {}))
+  _check_fields(head_cls, head_kwargs, "config.model.head_kwargs")
+  return Segmenter(backbone=ResNet(**backbone_kwargs, dtype=dtype),
+                   head=head_cls(num_classes=cfg.num_classes, **head_kwargs, dtype=dtype),
+                   align_corners=cfg.align_corners, dtype=dtype)

@@ -1,0 +1,78 @@
+"""FLANet: Fully Attentional Network (Song et al., AAAI 2022).
+
+Reproduces maggiesong7/FullyAttentional `model.py` layer by layer (attention-heads.md §2),
+except for one documented deviation: the official block pairs column (b, w) with the pooled
+encoding of sample `(b*W + w) % B` (`.repeat` over the batch), mixing samples when B > 1.
+flaseg computes the intended per-sample attention; for B = 1 both agree.
+"""
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from flaseg.models.heads.fcn import UpsampleOutput
+from flaseg.models.layers import ConvBNReLU
+
+Dtype = Any
+
+
+def fla_attention(x, enc_h, enc_w):
+  """The Fully Attentional core (FLANet Eq. 2-4, per sample), NHWC.
+
+  x: (B, H, W, C) features, queries and values. enc_h: (B, H, C) keys from the W-pooled map;
+  enc_w: (B, W, C) keys from the H-pooled map. For every column w (resp. row h) a C x C map
+  A = softmax_d(sum_h x[h, c] enc_h[h, d]) re-mixes channels: out[h, w, c] = sum_d A[c, d] x[h, w, d].
+  No scaling. Returns out_h + out_w, (B, H, W, C).
+  """
+  # Softmax in float32 also under bf16 compute.
+  a_h = jax.nn.softmax(jnp.einsum("bhwc,bhd->bwcd", x, enc_h).astype(jnp.float32), -1)
+  a_w = jax.nn.softmax(jnp.einsum("bhwc,bwd->bhcd", x, enc_w).astype(jnp.float32), -1)
+  a_h, a_w = a_h.astype(x.dtype), a_w.astype(x.dtype)
+  out_h = jnp.einsum("bwcd,bhwd->bhwc", a_h, x)
+  out_w = jnp.einsum("bhcd,bhwd->bhwc", a_w, x)
+  return out_h + out_w
+
+
+class FullyAttentionalBlock(nn.Module):
+  """`FullyAttentionalBlock(plane)`: y = x + gamma * FLA(x), gamma a scalar initialised to 0,
+  then 3x3 conv (no bias) + BN + ReLU. The keys are `nn.Linear(C, C)` (with bias) of the
+  W-pooled and H-pooled features."""
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, train: bool = False):
+    c = x.shape[-1]
+    enc_h = nn.Dense(c, dtype=self.dtype, param_dtype=jnp.float32, name="conv1")(x.mean(axis=2))
+    enc_w = nn.Dense(c, dtype=self.dtype, param_dtype=jnp.float32, name="conv2")(x.mean(axis=1))
+    gamma = self.param("gamma", nn.initializers.zeros, (), jnp.float32)
+    y = x + gamma.astype(x.dtype) * fla_attention(x, enc_h, enc_w)
+    return ConvBNReLU(c, 3, dtype=self.dtype, name="conv")(y, train)
+
+
+class FLAHead(nn.Module):
+  """FLANet head on {'c3', 'c4', 'c5'} (layer2, layer3, layer4).
+
+  2 x ConvBNReLU 3x3 (-> `channels`) -> FLA block -> concat with layer4 -> UpsampleOutput
+  (nearest x2, 3x3 conv, BN, ReLU, Dropout2d 0.1, 1x1). Aux heads: UpsampleOutput(64) on
+  layer2 ('aux1') and on layer3 ('aux2'). Outputs are at 2x the feature resolution.
+  """
+  num_classes: int
+  channels: int = 512
+  aux_channels: int = 64
+  dropout: float = 0.1
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, feats, train: bool = False):
+    x = feats["c5"]
+    y = ConvBNReLU(self.channels, 3, dtype=self.dtype, name="conv_0")(x, train)
+    y = ConvBNReLU(self.channels, 3, dtype=self.dtype, name="conv_1")(y, train)
+    y = FullyAttentionalBlock(self.dtype, name="fully")(y, train)
+    out = UpsampleOutput(self.channels, self.num_classes, self.dropout, dtype=self.dtype,
+                         name="conv_out1")(jnp.concatenate([x, y], -1), train)
+    aux1 = UpsampleOutput(self.aux_channels, self.num_classes, self.dropout, dtype=self.dtype,
+                          name="conv_out2")(feats["c3"], train)
+    aux2 = UpsampleOutput(self.aux_channels, self.num_classes, self.dropout, dtype=self.dtype,
+                          name="conv_out3")(feats["c4"], train)
+    return {"out": out, "aux1": aux1, "aux2": aux2}

@@ -1,0 +1,103 @@
+"""Small building blocks shared by every flaseg model (NHWC).
+
+They reproduce PyTorch semantics so that converted weights give the same outputs:
+symmetric padding `dilation * (k - 1) // 2` (never 'SAME', which pads stride-2 convs
+asymmetrically), BatchNorm with eps 1e-5 and torch momentum 0.1 (flax momentum 0.9), and
+`F.interpolate` bilinear (both `align_corners` conventions, no antialiasing) and nearest.
+"""
+from typing import Any, Optional, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+Dtype = Any
+
+# torch `kaiming_normal_(a=1)` (FLANet, AttaNet): std = 1 / sqrt(fan_in).
+conv_init = nn.initializers.variance_scaling(1.0, "fan_in", "normal")
+
+
+def conv(features: int, kernel: int = 3, stride: int = 1, dilation: int = 1,
+         bias: bool = False, dtype: Dtype = jnp.float32, name: Optional[str] = None,
+         kernel_init=conv_init) -> nn.Conv:
+  """A Conv2d with PyTorch's symmetric padding `dilation * (kernel - 1) // 2`."""
+  pad = dilation * (kernel - 1) // 2
+  return nn.Conv(features, (kernel, kernel), strides=(stride, stride),
+                 kernel_dilation=(dilation, dilation), padding=((pad, pad), (pad, pad)),
+                 use_bias=bias, dtype=dtype, param_dtype=jnp.float32,
+                 kernel_init=kernel_init, name=name)
+
+
+def batch_norm(train: bool, dtype: Dtype = jnp.float32, name: Optional[str] = None,
+               scale_init=nn.initializers.ones) -> nn.BatchNorm:
+  """BatchNorm with PyTorch defaults. Under `jax.jit` on a batch sharded over a mesh the
+  statistics are computed over the global batch, i.e. this is SyncBN."""
+  return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
+                      dtype=dtype, param_dtype=jnp.float32, scale_init=scale_init, name=name)
+
+
+class ConvBNReLU(nn.Module):
+  """Conv (no bias) -> BN -> ReLU: mmcv `ConvModule` and AttaNet `ConvBNReLU`."""
+  features: int
+  kernel: int = 3
+  stride: int = 1
+  dilation: int = 1
+  relu: bool = True
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, train: bool):
+    x = conv(self.features, self.kernel, self.stride, self.dilation, dtype=self.dtype,
+             name="conv")(x)
+    x = batch_norm(train, self.dtype, name="bn")(x)
+    return nn.relu(x) if self.relu else x
+
+
+class Dropout2d(nn.Module):
+  """`nn.Dropout2d`: drops whole channels (the same mask over H and W)."""
+  rate: float
+
+  @nn.compact
+  def __call__(self, x, train: bool):
+    return nn.Dropout(self.rate, broadcast_dims=(1, 2))(x, deterministic=not train)
+
+
+def _linear_weights(in_size: int, out_size: int, align_corners: bool) -> np.ndarray:
+  """(out, in) matrix of torch's 1-D linear interpolation (`upsample_bilinear2d`)."""
+  dst = np.arange(out_size, dtype=np.float64)
+  if align_corners:
+    src = dst * ((in_size - 1) / (out_size - 1)) if out_size > 1 else np.zeros_like(dst)
+  else:
+    src = np.maximum((dst + 0.5) * (in_size / out_size) - 0.5, 0.0)
+  i0 = np.minimum(np.floor(src).astype(np.int64), in_size - 1)
+  i1 = np.minimum(i0 + 1, in_size - 1)
+  frac = src - i0
+  m = np.zeros((out_size, in_size), np.float64)
+  np.add.at(m, (np.arange(out_size), i0), 1.0 - frac)
+  np.add.at(m, (np.arange(out_size), i1), frac)
+  return m
+
+
+def resize_bilinear(x: jax.Array, size: Sequence[int], align_corners: bool = False) -> jax.Array:
+  """Bilinear resize of NHWC `x` to `size` = (H, W), exactly as torch `F.interpolate`.
+
+  Separable: one small interpolation matrix per axis (matmuls run well on every backend).
+  Unlike `jax.image.resize`, it never antialiases when shrinking, as torch.
+  """
+  h, w = int(size[0]), int(size[1])
+  if (h, w) == tuple(x.shape[1:3]):
+    return x
+  mh = jnp.asarray(_linear_weights(x.shape[1], h, align_corners), x.dtype)
+  mw = jnp.asarray(_linear_weights(x.shape[2], w, align_corners), x.dtype)
+  hp = jax.lax.Precision.HIGHEST
+  x = jnp.einsum("oh,bhwc->bowc", mh, x, precision=hp)
+  return jnp.einsum("pw,bowc->bopc", mw, x, precision=hp)
+
+
+def resize_nearest(x: jax.Array, size: Sequence[int]) -> jax.Array:
+  """Nearest resize of NHWC `x`, torch `mode='nearest'`: src = floor(dst * in / out)."""
+  h, w = int(size[0]), int(size[1])
+  ih = np.minimum(np.floor(np.arange(h) * (x.shape[1] / h)).astype(np.int32), x.shape[1] - 1)
+  iw = np.minimum(np.floor(np.arange(w) * (x.shape[2] / w)).astype(np.int32), x.shape[2] - 1)
+  return x[:, ih][:, :, iw]

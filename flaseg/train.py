@@ -1,0 +1,217 @@
+"""The trainer: one `jax.jit` train step over a data-parallel mesh, periodic evaluation,
+Orbax checkpoints with the grain iterator, automatic resume, SIGTERM-safe.
+
+`train_and_evaluate(config, workdir)` is the entry point of `flaseg.main` and of notebooks.
+"""
+import functools
+import os
+import signal
+import time
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from flaseg import checkpoint, data, evaluate, losses, optim, parallel, writer
+from flaseg.models import build_model
+
+
+@flax.struct.dataclass
+class TrainState:
+  step: jax.Array
+  params: Any
+  model_state: Any  # every non-'params' collection: batch_stats, EMA bases, ...
+  opt_state: Any
+
+
+def init_variables(model, rng, image_shape):
+  """Initial variables for images of `image_shape` (B, H, W, 3); split into params and state."""
+  variables = model.init({"params": rng, "dropout": rng}, jnp.zeros(image_shape, jnp.uint8))
+  variables = flax.core.unfreeze(variables)
+  params = variables.pop("params")
+  return params, variables
+
+
+def loss_and_grads(model, loss_cfg, params, model_state, batch, rng):
+  """((loss, (terms, new_model_state)), grads) of `total_loss` on one global batch."""
+  def loss_fn(p):
+    mutable = list(model_state) or False
+    res = model.apply({"params": p, **model_state}, batch["image"], train=True,
+                      mutable=mutable, rngs={"dropout": rng})
+    outputs, new_state = res if mutable else (res, {})
+    loss, terms = losses.total_loss(outputs, batch["label"], loss_cfg)
+    return loss, (terms, new_state)
+  return jax.value_and_grad(loss_fn, has_aux=True)(params)
+
+
+def make_train_step(model, tx, schedule, loss_cfg):
+  """Pure `train_step(state, batch, rng) -> (state, metrics)`; the dropout key is
+  `fold_in(rng, step)` so that a resumed run draws the same masks."""
+  def train_step(state, batch, rng):
+    step_rng = jax.random.fold_in(rng, state.step)
+    (loss, (terms, new_state)), grads = loss_and_grads(
+        model, loss_cfg, state.params, state.model_state, batch, step_rng)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    metrics = {"loss": loss, "lr": schedule(state.step),
+               **{f"loss_{k}": v for k, v in terms.items()}}
+    return TrainState(state.step + 1, params, new_state, opt_state), metrics
+  return train_step
+
+
+def resolve_num_classes(config, source):
+  """config.model.num_classes = 0 means 'the dataset's'; otherwise they must agree."""
+  n = source.num_classes
+  if config.model.num_classes == 0:
+    with config.unlocked():
+      config.model.num_classes = n
+  elif config.model.num_classes != n:
+    raise ValueError(f"config.model.num_classes={config.model.num_classes} but dataset "
+                     f"{config.data.name!r} has {n} classes")
+
+
+class _Preemption:
+  """Turns SIGTERM (TPU VM preemption, `kill`) into a flag the loop checks between steps."""
+
+  def __init__(self):
+    self.requested = False
+    self._old = None
+
+  def __enter__(self):
+    try:
+      self._old = signal.signal(signal.SIGTERM, self._handler)
+    except ValueError:  # not the main thread (e.g. some notebooks): no handler
+      self._old = None
+    return self
+
+  def _handler(self, signum, frame):
+    self.requested = True
+
+  def __exit__(self, *exc):
+    if self._old is not None:
+      signal.signal(signal.SIGTERM, self._old)
+
+
+def create_state(config, model, tx, mesh, image_shape):
+  rng = jax.random.key(config.seed)
+
+  def init(rng):
+    params, model_state = init_variables(model, rng, image_shape)
+    return TrainState(jnp.zeros((), jnp.int32), params, model_state, tx.init(params))
+
+  return jax.jit(init, out_shardings=parallel.replicated(mesh))(rng)
+
+
+def _init_pretrained(config, state):
+  if config.init.backbone or config.init.checkpoint:
+    raise NotImplementedError("config.init.backbone / config.init.checkpoint: loading converted "
+                              "weights is not implemented yet")
+  return state
+
+
+def build(config, mesh):
+  """Model, optimizer, LR schedule and the abstract (shape + sharding) train state."""
+  model = build_model(config.model)
+  image_shape = (config.train.batch_size, *tuple(config.data.crop_size), 3)
+  # The optimizer's structure only depends on parameter shapes.
+  abstract_params = jax.eval_shape(
+      lambda r: init_variables(model, r, image_shape)[0], jax.random.key(0))
+  tx, schedule = optim.make_optimizer(config.optim, abstract_params, int(config.train.steps))
+  repl = parallel.replicated(mesh)
+  abstract_state = jax.eval_shape(lambda: create_state(config, model, tx, mesh, image_shape))
+  abstract_state = jax.tree.map(
+      lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=repl), abstract_state)
+  return model, tx, schedule, abstract_state, image_shape
+
+
+def train_and_evaluate(config, workdir: str):
+  """Trains `config` in `workdir`, resuming from its latest checkpoint; returns the final
+  evaluation metrics (dict). Writes workdir/metrics.jsonl and workdir/predictions/."""
+  workdir = writer.prepare_workdir(workdir)
+  mesh = parallel.make_mesh()
+  local_batch = parallel.check_batch_size(config.train.batch_size, mesh)
+  train_source = data.build_source(config.data, config.data.train_split, config.seed)
+  val_source = data.build_source(config.data, config.data.val_split, config.seed)
+  resolve_num_classes(config, train_source)
+
+  model, tx, schedule, abstract_state, image_shape = build(config, mesh)
+  total_steps = int(config.train.steps)
+  crop = tuple(config.data.crop_size)
+
+  train_iter = iter(data.pipeline.train_dataset(
+      train_source, batch_size=local_batch, crop_size=crop,
+      scale_range=tuple(config.data.scale_range), flip=config.data.flip,
+      color_jitter=config.data.color_jitter, seed=config.seed,
+      process_index=jax.process_index(), process_count=jax.process_count(),
+      num_threads=config.data.num_threads))
+
+  mngr = checkpoint.manager(workdir, config.checkpoint.max_to_keep)
+  repl = parallel.replicated(mesh)
+  if mngr.latest_step() is not None:
+    step, state = checkpoint.restore(mngr, abstract_state, train_iter)
+    writer.info(f"resumed from {mngr.directory}/{step}")
+  else:
+    state = create_state(config, model, tx, mesh, image_shape)
+    state = _init_pretrained(config, state)
+  start = int(jax.device_get(state.step))
+
+  train_step = jax.jit(make_train_step(model, tx, schedule, config.loss),
+                       in_shardings=(repl, parallel.data_sharded(mesh), repl),
+                       out_shardings=(repl, repl), donate_argnums=(0,))
+  evaluator = evaluate.Evaluator(model, config, mesh, val_source, workdir)
+  log = writer.MetricWriter(workdir)
+  rng = jax.random.key(config.seed + 1)
+  eval_every = int(config.train.eval_every)
+  result = {}
+  if start >= total_steps:
+    writer.info(f"already trained {start} / {total_steps} steps")
+    result = evaluator.run(state, start, log)
+    mngr.close()
+    return result
+
+  timer = writer.Progress(total_steps, start, "train")
+  with _Preemption() as preemption:
+    metrics = None
+    for step in range(start + 1, total_steps + 1):
+      batch = parallel.global_batch(next(train_iter), mesh)
+      state, metrics = train_step(state, batch, rng)
+      if step % config.train.log_every == 0 or step == total_steps:
+        m = jax.device_get(metrics)
+        img_per_s = timer.update(step, config.train.batch_size)
+        record = {"step": step, **{k: float(v) for k, v in m.items()},
+                  "img_per_s": img_per_s}
+        log.write(record)
+        if not np.isfinite(record["loss"]):
+          raise FloatingPointError(f"loss is {record['loss']} at step {step}; "
+                                   f"the last good checkpoint is kept in {mngr.directory}")
+      if step % config.checkpoint.every == 0 or step == total_steps or preemption.requested:
+        checkpoint.save(mngr, step, state, train_iter, config)
+      if preemption.requested:
+        mngr.wait_until_finished()
+        writer.info(f"SIGTERM: saved checkpoint {step} in {mngr.directory}; exiting")
+        mngr.close()
+        raise SystemExit(143)
+      if (eval_every and step % eval_every == 0) or step == total_steps:
+        result = evaluator.run(state, step, log)
+  mngr.wait_until_finished()
+  mngr.close()
+  return result
+
+
+def evaluate_checkpoint(config, workdir: str):
+  """`--mode=eval`: evaluates the latest checkpoint of `workdir` on the validation split."""
+  workdir = os.path.abspath(workdir)
+  mngr = checkpoint.manager(workdir, config.checkpoint.max_to_keep)
+  if mngr.latest_step() is None:
+    raise FileNotFoundError(f"no checkpoint in {os.path.join(workdir, 'checkpoints')}")
+  mesh = parallel.make_mesh()
+  val_source = data.build_source(config.data, config.data.val_split, config.seed)
+  resolve_num_classes(config, val_source)
+  model, _, _, abstract_state, _ = build(config, mesh)
+  step, state = checkpoint.restore(mngr, abstract_state)
+  mngr.close()
+  evaluator = evaluate.Evaluator(model, config, mesh, val_source, workdir)
+  return evaluator.run(state, step, writer.MetricWriter(workdir))
