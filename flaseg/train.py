@@ -54,6 +54,9 @@ def make_train_step(model, tx, schedule, loss_cfg):
     step_rng = jax.random.fold_in(rng, state.step)
     (loss, (terms, new_state)), grads = loss_and_grads(
         model, loss_cfg, state.params, state.model_state, batch, step_rng)
+    # Keep the state's dtypes fixed (float64 compute would promote BN statistics) so the
+    # step never retraces.
+    new_state = jax.tree.map(lambda n, o: n.astype(o.dtype), new_state, state.model_state)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     metrics = {"loss": loss, "lr": schedule(state.step),

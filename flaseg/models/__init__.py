@@ -21,7 +21,8 @@ HEADS = {
     # mmseg heads
     # paper heads
 }
-DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+# float64 (with jax_enable_x64) is for numerical reference checks only.
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float64": jnp.float64}
 
 
 def _check_fields(cls, kwargs, key):

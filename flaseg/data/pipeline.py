@@ -1,0 +1,93 @@
+"""Train and eval input pipelines over a grain random-access source.
+
+`train_dataset` is an infinite, shuffled, augmented and batched `grain.IterDataset`. It is
+built from a `grain.MapDataset`, so element k of the stream is a pure function of (seed, k):
+the stream is deterministic, and its iterator's `get_state()` / `set_state()` (a single
+index) restores it exactly, e.g. from an orbax checkpoint.
+
+`eval_batches` is a plain generator over one split, padded so that every process yields
+the same number of equally sized batches (needed to run a jitted step on every host).
+"""
+import math
+from typing import Iterator, Optional, Sequence
+
+import grain
+import numpy as np
+
+from flaseg.data import transforms
+
+
+def _train_example(element: dict) -> dict:
+  """Keeps the arrays a train step needs: uint8 image and int32 label."""
+  return {"image": element["image"], "label": element["label"].astype(np.int32)}
+
+
+def train_dataset(source, *, batch_size: int, crop_size: Sequence[int],
+                  scale_range: Sequence[float] = (0.5, 2.0), flip: bool = True,
+                  color_jitter: float = 0.25, seed: int = 0, process_index: int = 0,
+                  process_count: int = 1, num_threads: int = 2) -> grain.IterDataset:
+  """Infinite stream of augmented train batches for this process.
+
+  Yields `{"image": uint8 (batch_size, h, w, 3), "label": int32 (batch_size, h, w)}` with
+  (h, w) = `crop_size` and `batch_size` the per-process batch. Every epoch is shuffled
+  afresh. All processes build the same global stream (shuffle, then augmentation keyed on
+  the global position) and process p takes positions p, p + process_count, ..., so
+  processes see disjoint examples within an epoch and the augmentations do not depend on
+  the number of processes.
+  """
+  ds = grain.MapDataset.source(source).shuffle(seed=seed).repeat()
+  ds = ds.random_map(transforms.RandomScaleCropFlip(crop_size, scale_range, flip),
+                     seed=seed + 1)
+  if color_jitter:
+    ds = ds.random_map(transforms.ColorJitter(color_jitter, color_jitter, color_jitter),
+                       seed=seed + 2)
+  ds = ds[process_index::process_count]
+  ds = ds.map(_train_example).batch(batch_size, drop_remainder=True)
+  return ds.to_iter_dataset(grain.ReadOptions(num_threads=num_threads,
+                                              prefetch_buffer_size=max(2, num_threads)))
+
+
+def num_eval_batches(num_examples: int, batch_size: int, process_count: int = 1) -> int:
+  """Batches that every process yields in `eval_batches`."""
+  return math.ceil(math.ceil(num_examples / process_count) / batch_size)
+
+
+def eval_batches(source, *, batch_size: int, process_index: int = 0, process_count: int = 1,
+                 pad_to: Optional[Sequence[int]] = None,
+                 ignore_label: int = 255) -> Iterator[dict]:
+  """Yields this process's eval batches, in order, without augmentation.
+
+  Process p reads examples p, p + process_count, ...; every process yields
+  `num_eval_batches(len(source), batch_size, process_count)` batches
+  `{"image": uint8 (B, H, W, 3), "label": int32 (B, H, W), "valid": bool (B,),
+  "index": int32 (B,)}`. Images of a batch are padded on the bottom and right to the largest
+  H and W in the batch (at least `pad_to` if given; pass the largest size of the split to
+  get the same shape on every process and batch) with image 0 and label `ignore_label`.
+  The last batches are filled with such blank examples, `valid=False` and `index=-1`.
+  """
+  indices = list(range(process_index, len(source), process_count))
+  num_batches = num_eval_batches(len(source), batch_size, process_count)
+  for b in range(num_batches):
+    batch_indices = indices[b * batch_size:(b + 1) * batch_size]
+    examples = [source[i] for i in batch_indices]
+    heights = [ex["label"].shape[0] for ex in examples] + [1]
+    widths = [ex["label"].shape[1] for ex in examples] + [1]
+    if pad_to is not None:
+      heights.append(pad_to[0])
+      widths.append(pad_to[1])
+    if not examples and pad_to is None and len(source):
+      # A process with no real example left: blank images of the first example's size.
+      first = source[0]["label"].shape
+      heights.append(first[0])
+      widths.append(first[1])
+    h, w = max(heights), max(widths)
+    images = np.zeros((batch_size, h, w, 3), np.uint8)
+    labels = np.full((batch_size, h, w), ignore_label, np.int32)
+    for k, ex in enumerate(examples):
+      eh, ew = ex["label"].shape
+      images[k, :eh, :ew] = ex["image"]
+      labels[k, :eh, :ew] = ex["label"]
+    valid = np.arange(batch_size) < len(examples)
+    index = np.full((batch_size,), -1, np.int32)
+    index[:len(examples)] = batch_indices
+    yield {"image": images, "label": labels, "valid": valid, "index": index}
