@@ -39,12 +39,41 @@ def main(argv):
     else:
       train.evaluate_checkpoint(FLAGS.config, FLAGS.workdir)
   except USER_ERRORS + (checkpoint.CheckpointError,) as e:
-    if os.environ.get("FLASEG_DEBUG"):
-      raise
-    msg = e.args[0] if isinstance(e, KeyError) and e.args else e
-    print(f"flaseg: error: {msg}", file=sys.stderr)
-    sys.exit(2)
+    fail(e)
+
+
+def one_line(e: BaseException) -> str:
+  """An exception as one line: the last line of an embedded traceback, whitespace folded."""
+  text = str(e.args[0]) if isinstance(e, (KeyError, AttributeError)) and e.args else str(e)
+  if isinstance(e, AttributeError) and isinstance(e.args[0], KeyError):  # ml_collections
+    text = str(e.args[0].args[0])
+  if "Traceback" in text:
+    text = [line for line in text.splitlines() if line.strip()][-1]
+  text = " ".join(text.split())
+  if isinstance(e, (KeyError, AttributeError)) and "config" not in text:
+    text = f"unknown config key {text}"
+  return text
+
+
+def fail(e: BaseException):
+  if os.environ.get("FLASEG_DEBUG"):
+    raise e
+  print(f"flaseg: error: {one_line(e)}", file=sys.stderr)
+  sys.exit(2)
+
+
+def parse_flags(argv):
+  """absl flag parsing, with a bad config file, arg or `--config.key=value` as one line."""
+  for arg in argv[1:]:
+    if arg.startswith("--config="):
+      path = arg[len("--config="):].split(":")[0]
+      if not os.path.isfile(path):
+        fail(FileNotFoundError(f"--config: no such config file {path}"))
+  try:
+    return FLAGS(argv)
+  except Exception as e:  # KeyError/AttributeError/TypeError from ml_collections, flags.Error
+    fail(e)
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=parse_flags)
