@@ -10,8 +10,19 @@ import dataclasses
 
 import jax.numpy as jnp
 
+from flaseg.models.heads.attanet import AttaNetHead
+from flaseg.models.heads.cc import CCHead
+from flaseg.models.heads.channel_nl import ChannelNLHead, CSNLHead
+from flaseg.models.heads.danet import DAHead
+from flaseg.models.heads.denoised_nl import DenoisedNLHead
+from flaseg.models.heads.dnl import DNLHead
+from flaseg.models.heads.ema import EMAHead
 from flaseg.models.heads.fcn import FCNHead
 from flaseg.models.heads.fla import FLAHead
+from flaseg.models.heads.isa import ISAHead
+from flaseg.models.heads.nl import NLHead
+from flaseg.models.heads.reconet import RecoNetHead
+from flaseg.models.heads.sanet import SANetHead
 from flaseg.models.resnet import ResNet
 from flaseg.models.segmenter import Segmenter
 
@@ -19,7 +30,19 @@ HEADS = {
     "fcn": FCNHead,
     "fla": FLAHead,
     # mmseg heads
+    "nl": NLHead,
+    "dnl": DNLHead,
+    "danet": DAHead,
+    "emanet": EMAHead,
+    "isanet": ISAHead,
+    "ccnet": CCHead,
     # paper heads
+    "channel_nl": ChannelNLHead,
+    "cs_nl": CSNLHead,
+    "denoised_nl": DenoisedNLHead,
+    "reconet": RecoNetHead,
+    "attanet": AttaNetHead,
+    "sanet": SANetHead,
 }
 # float64 (with jax_enable_x64) is for numerical reference checks only.
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float64": jnp.float64}

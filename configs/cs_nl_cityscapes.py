@@ -1,0 +1,43 @@
+"""CS NL (FLANet's ablation block, `heads/channel_nl.py`) on Cityscapes, FLANet's recipe.
+
+  python -m flaseg.main --config=configs/cs_nl_cityscapes.py \
+      --workdir=runs/cs_nl_cityscapes --config.data.root=/data/cityscapes
+
+FLANet head with the FLA block replaced by a CS NL block (Channel NL then Spatial NL, DANet
+CAM and PAM in series); deep-stem ResNet-101 at output stride 8, crop 768, batch 8, SGD lr
+1e-2 poly 0.9, 89,250 iterations (FLANet's 240 epochs).
+Paper (FLANet Table 3, ResNet-50, 768x768, Cityscapes val): +CS NL 77.4 / 78.2 mIoU
+(SS / MS+F), 113.56 GFLOPs, 1378 MB. Set `--config.model.backbone.depth=50` for that setting.
+Aux weights 0.4 as the FLANet config (not released by the authors).
+`:smoke` shrinks it to a seconds-long run on synthetic data.
+"""
+from flaseg import config_lib
+
+
+def get_config(arg=None):
+  arg = config_lib.parse_arg(arg, smoke=False)
+  c = config_lib.base_config()
+  c.data.name = "cityscapes"
+  c.data.root = "data/cityscapes"
+  c.data.crop_size = (768, 768)
+  c.model.head = "cs_nl"
+  c.model.num_classes = 19
+  c.model.align_corners = True
+  c.model.backbone.depth = 101
+  c.model.backbone.stem = "deep"
+  c.model.backbone.output_stride = 8
+  c.loss.weights = {"out": 1.0, "aux1": 0.4, "aux2": 0.4}
+  c.optim.lr = 1e-2
+  c.train.steps = 89250
+  c.train.batch_size = 8
+  c.checkpoint.every = 2000
+  c.eval.mode = "slide"
+  c.eval.crop_size = (768, 768)
+  c.eval.stride = (512, 512)
+  c.eval.scales = (0.75, 1.0, 1.25, 1.5, 1.75)
+  c.eval.flip = True
+  if arg.smoke:
+    config_lib.apply_smoke(c)
+    c.model.head_kwargs.channels = 16
+    c.model.head_kwargs.aux_channels = 8
+  return c

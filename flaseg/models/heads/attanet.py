@@ -1,0 +1,120 @@
+"""AttaNet: Strip Attention (SAM) and Attention Fusion (AFM) (Song, Mei, Huang, AAAI 2021).
+
+Reproduces songqi-github/AttaNet `AttaNet.py` (`AttaNetHead` + the three `AttaNetOutput`s;
+attention-heads.md §3) on {'c3', 'c4', 'c5'} of a ResNet-18 at output stride 32
+(feat8 128 ch, feat16 256 ch, feat32 512 ch):
+
+  feat16 = conv_head16(feat16)                                 # 3x3 -> 128
+  a      = AFM(feat16, feat32)                                 # (B, 1, 1, 128) channel gate
+  feat32_up = up_nearest(conv_head32(feat32) * a)              # 3x3 -> 128, to 1/16
+  fused  = conv_head1(feat16 * (1 - a) + feat32_up)            # 3x3 "feature smoothness"
+  out8   = conv_head2(up_nearest(SAM(fused)))                  # SAM at 1/16, 3x3 at 1/8
+  'out' = conv_out(out8), 'aux1' = conv_out1(feat32_up), 'aux2' = conv_out2(feat8)
+
+The output modules are named `conv_out*` (regex 'head/conv_out' for the 10x LR of train.py).
+"""
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from flaseg.models.layers import ConvBNReLU, Dropout2d, batch_norm, conv, resize_nearest
+
+Dtype = Any
+
+
+def strip_attention(q, k, v, horizontal: bool = False):
+  """SAM core (no residual), NHWC. Vertical (the paper's default): q and v are mean-pooled
+  over H into W column strips; each pixel attends over the strips,
+  A[b, s, h, w] = softmax_s(sum_c q̄[b, s, c] k[b, h, w, c]) (sums to 1 over s), and
+  out[b, h, w, c] = sum_s v̄[b, s, c] A[b, s, h, w]. `horizontal` pools over W (H row strips).
+  No scaling."""
+  axis = 2 if horizontal else 1
+  qs, vs = q.mean(axis=axis), v.mean(axis=axis)
+  attn = jax.nn.softmax(jnp.einsum("bsc,bhwc->bshw", qs, k).astype(jnp.float32), axis=1)
+  return jnp.einsum("bsc,bshw->bhwc", vs, attn.astype(v.dtype))
+
+
+def fuse(feat16, feat32_up, atten):
+  """AFM fusion: feat16 * (1 - a) + feat32_up, where feat32_up was already gated by a."""
+  return feat16 * (1 - atten) + feat32_up
+
+
+class StripAttention(nn.Module):
+  """`StripAttentionModule`: q, k = ConvBNReLU 1x1 -> `qk_channels`, v = ConvBNReLU 1x1 -> C;
+  out = x + SAM(q, k, v) (plain residual, no gamma)."""
+  qk_channels: int = 64
+  horizontal: bool = False
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, train):
+    q = ConvBNReLU(self.qk_channels, 1, dtype=self.dtype, name="conv1")(x, train)
+    k = ConvBNReLU(self.qk_channels, 1, dtype=self.dtype, name="conv2")(x, train)
+    v = ConvBNReLU(x.shape[-1], 1, dtype=self.dtype, name="conv3")(x, train)
+    return x + strip_attention(q, k, v, self.horizontal)
+
+
+class AttentionFusion(nn.Module):
+  """`AttentionFusionModule`: a = sigmoid(BN(conv1x1(GAP(ConvBNReLU1x1(cat[feat16,
+  up_nearest(feat32)]))))), one weight per channel and image, (B, 1, 1, C)."""
+  features: int = 128
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, feat16, feat32, train):
+    feat32_up = resize_nearest(feat32, feat16.shape[1:3])
+    f = ConvBNReLU(self.features, 1, dtype=self.dtype, name="conv")(
+        jnp.concatenate([feat16, feat32_up], -1), train)
+    a = f.mean(axis=(1, 2), keepdims=True)
+    a = conv(self.features, 1, dtype=self.dtype, name="conv_atten")(a)
+    a = batch_norm(train, self.dtype, name="bn_atten")(a)
+    return jax.nn.sigmoid(a)
+
+
+class AttaNetOutput(nn.Module):
+  """`AttaNetOutput`: ConvBNReLU 3x3 -> Dropout2d(0.1) -> 1x1 conv without bias."""
+  mid_channels: int
+  num_classes: int
+  dropout: float = 0.1
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, train):
+    x = ConvBNReLU(self.mid_channels, 3, dtype=self.dtype, name="conv")(x, train)
+    x = Dropout2d(self.dropout)(x, train)
+    return conv(self.num_classes, 1, dtype=self.dtype, name="conv_out")(x)
+
+
+class AttaNetHead(nn.Module):
+  """AttaNet head; see the module docstring. Outputs 'out' (1/8), 'aux1' (1/16), 'aux2' (1/8)."""
+  num_classes: int
+  channels: int = 128
+  qk_channels: int = 64
+  out_channels: int = 128
+  aux_channels: int = 64
+  dropout: float = 0.1
+  horizontal: bool = False
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, feats, train: bool = False):
+    feat8, feat16, feat32 = feats["c3"], feats["c4"], feats["c5"]
+    ch = self.channels
+    feat16 = ConvBNReLU(ch, 3, dtype=self.dtype, name="conv_head16")(feat16, train)
+    atten = AttentionFusion(ch, self.dtype, name="afm")(feat16, feat32, train)
+    feat32 = ConvBNReLU(ch, 3, dtype=self.dtype, name="conv_head32")(feat32, train) * atten
+    feat32_up = resize_nearest(feat32, feat16.shape[1:3])
+    fused = ConvBNReLU(ch, 3, dtype=self.dtype, name="conv_head1")(
+        fuse(feat16, feat32_up, atten), train)
+    fused = StripAttention(self.qk_channels, self.horizontal, self.dtype, name="sam")(fused, train)
+    out8 = ConvBNReLU(ch, 3, dtype=self.dtype, name="conv_head2")(
+        resize_nearest(fused, feat8.shape[1:3]), train)
+    out = AttaNetOutput(self.out_channels, self.num_classes, self.dropout, self.dtype,
+                        name="conv_out")(out8, train)
+    aux1 = AttaNetOutput(self.aux_channels, self.num_classes, self.dropout, self.dtype,
+                         name="conv_out1")(feat32_up, train)
+    aux2 = AttaNetOutput(self.aux_channels, self.num_classes, self.dropout, self.dtype,
+                         name="conv_out2")(feat8, train)
+    return {"out": out, "aux1": aux1, "aux2": aux2}

@@ -1,0 +1,70 @@
+"""CCHead: CCNet criss-cross attention (Huang et al., ICCV 2019), mmseg `cc_head.py` with mmcv
+`ops/cc_attention.py` (the pure-PyTorch version, mmcv PR #1201), attention-heads.md §7.6.
+"""
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from flaseg.models.heads.fcn import ClsSeg
+from flaseg.models.heads.nl import mmseg_aux, plain_conv
+from flaseg.models.layers import ConvBNReLU
+
+Dtype = Any
+
+
+def criss_cross_attention(q, k, v):
+  """Criss-cross attention, NHWC: every pixel (h, w) attends to its column (i, w) and its row
+  (h, j) with one softmax over the H + W energies (float32, no scaling). The column energy at
+  i == h is -inf, so the pixel itself is counted once (in the row): H + W - 1 positions, as
+  the original CUDA op. q, k: (B, H, W, D); v: (B, H, W, C). Returns (B, H, W, C).
+  """
+  h = q.shape[1]
+  e_h = jnp.einsum("bhwc,biwc->bhwi", q, k, preferred_element_type=jnp.float32)
+  e_h = jnp.where(jnp.eye(h, dtype=bool)[None, :, None, :], -jnp.inf, e_h)
+  e_w = jnp.einsum("bhwc,bhjc->bhwj", q, k, preferred_element_type=jnp.float32)
+  attn = jax.nn.softmax(jnp.concatenate([e_h, e_w], axis=-1), axis=-1).astype(v.dtype)
+  return (jnp.einsum("bhwi,biwc->bhwc", attn[..., :h], v)
+          + jnp.einsum("bhwj,bhjc->bhwc", attn[..., h:], v))
+
+
+class CrissCrossAttention(nn.Module):
+  """mmcv `CrissCrossAttention(C)`: q, k plain 1x1 conv C -> C // 8, v C -> C (bias);
+  out = x + gamma * cca(q, k, v), gamma a scalar initialised to 0."""
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    c = x.shape[-1]
+    q = plain_conv(c // 8, c, self.dtype, name="query_conv")(x)
+    k = plain_conv(c // 8, c, self.dtype, name="key_conv")(x)
+    v = plain_conv(c, c, self.dtype, name="value_conv")(x)
+    gamma = self.param("gamma", nn.initializers.zeros, (), jnp.float32)
+    return x + gamma.astype(x.dtype) * criss_cross_attention(q, k, v)
+
+
+class CCHead(nn.Module):
+  """mmseg CCHead on 'c5': convs_0 -> the same CrissCrossAttention `recurrence` times (shared
+  weights) -> convs_1 -> conv_cat on cat[x, out] -> Dropout2d -> 1x1. Returns {'out', 'aux'}."""
+  num_classes: int
+  channels: int = 512
+  recurrence: int = 2
+  concat_input: bool = True
+  dropout: float = 0.1
+  aux_channels: int = 256
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, feats, train: bool = False):
+    x = feats["c5"]
+    y = ConvBNReLU(self.channels, 3, dtype=self.dtype, name="convs_0")(x, train)
+    cca = CrissCrossAttention(self.dtype, name="cca")
+    for _ in range(self.recurrence):
+      y = cca(y)
+    y = ConvBNReLU(self.channels, 3, dtype=self.dtype, name="convs_1")(y, train)
+    if self.concat_input:
+      y = ConvBNReLU(self.channels, 3, dtype=self.dtype, name="conv_cat")(
+          jnp.concatenate([x, y], -1), train)
+    out = ClsSeg(self.num_classes, self.dropout, self.dtype, name="cls")(y, train)
+    return {"out": out, "aux": mmseg_aux(self, feats, train)}

@@ -1,0 +1,138 @@
+"""Denoised NL (Song, Li, Guo, Huang, TNNLS 2023): NL with global rectifying and local retention.
+
+Reproduces maggiesong7/DenoisedNL `model.py` (attention-heads.md §5) on {'c3', 'c4', 'c5'}:
+
+  f = ConvBNReLU 3x3 (2048 -> 512)(layer4)
+  f = DownBlock(f)                  # BasicBlock stride 2, shortcut 3x3 s2 conv + BN + ReLU: 1/16
+  f, aux2 = DNL(f, layer3)          # aux2 = conv_out3(layer3), the GR classifier
+  out  = DenoisedNLOutput(2560 -> 512 -> K)(cat[layer4, f])
+  aux1 = DenoisedNLOutput(512 -> 64 -> K)(layer2)
+
+DenoisedNLOutput is 3x3 conv + BN + ReLU + Dropout2d(0.05) + 1x1 conv with bias, without the
+FLANet pre-upsampling (`UpsampleOutput(upsample=False)`). The backbone's multi-grid (4, 8, 16)
+comes from the config (`model.backbone.multi_grid`).
+
+Deviation: the official block upsamples its 1/16 output to exactly 2x and concatenates it with
+layer4, which fails for odd feature sizes (e.g. 97 -> 49 -> 98); flaseg resizes to layer4's
+size instead (bilinear, align_corners=True), identical whenever the 1/8 size is even.
+"""
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from flaseg.models.heads.fcn import UpsampleOutput
+from flaseg.models.layers import ConvBNReLU, batch_norm, conv, resize_bilinear
+
+Dtype = Any
+
+
+def local_retention_values(q, k, v):
+  """The local retention (LR) term moved onto the values, NHWC -> (B, H, W, C).
+
+  The official code re-weights the rectified relation R (B, N, N) by the 3x3 local relation
+  L[j, o] = sigmoid(q_j . k_{j+o}) (keys zero-padded):
+    R'[i, j] = sum_o R[i, j+o] L[j, o]   (`unfold` of R over the key grid, zero outside),
+  then aggregates out_i = sum_j R'[i, j] v_j. Substituting m = j + o gives
+    out_i = sum_m R[i, m] v'_m,   v'_m = sum_o L[m-o, o] v_{m-o}   (zero where m-o is outside),
+  so the whole LR term is 9 shifted (B, H, W, C) products and R is never unfolded: the same
+  result without the (B, N, 9, N) tensor (or even 9 copies of (B, N, N)).
+  """
+  _, h, w, _ = q.shape
+  kp = jnp.pad(k, ((0, 0), (1, 1), (1, 1), (0, 0)))
+  out = jnp.zeros_like(v)
+  for di in range(3):
+    for dj in range(3):
+      # Offset o = (di - 1, dj - 1); the key of j + o sits at kp[j + (di, dj)].
+      energy = jnp.sum(q * kp[:, di:di + h, dj:dj + w], axis=-1).astype(jnp.float32)
+      term = jax.nn.sigmoid(energy).astype(v.dtype)[..., None] * v
+      # v'[m] += term[m - o], zero where m - o is off the grid.
+      tp = jnp.pad(term, ((0, 0), (1, 1), (1, 1), (0, 0)))
+      out = out + tp[:, 2 - di:2 - di + h, 2 - dj:2 - dj + w]
+  return out
+
+
+def denoised_attention(q, k, v, probs):
+  """The DNL core, NHWC: R = softmax_j(q_i . k_j) * sigmoid(P_i . P_j) (global rectifying;
+  P = class probabilities (B, H, W, K); no re-normalisation, no scaling), then local retention
+  (see `local_retention_values`). Returns the aggregated values (B, H, W, C), no residual."""
+  b, h, w, _ = q.shape
+  n = h * w
+  qf, kf = q.reshape(b, n, -1), k.reshape(b, n, -1)
+  relation = jax.nn.softmax(jnp.einsum("bic,bjc->bij", qf, kf).astype(jnp.float32), axis=-1)
+  p = probs.reshape(b, n, -1).astype(jnp.float32)
+  relation = relation * jax.nn.sigmoid(jnp.einsum("bik,bjk->bij", p, p))
+  values = local_retention_values(q, k, v).reshape(b, n, -1)
+  out = jnp.einsum("bij,bjc->bic", relation.astype(v.dtype), values)
+  return out.reshape(b, h, w, v.shape[-1])
+
+
+class DownBlock(nn.Module):
+  """`BasicBlock(512, 512, stride=2, downsample=interp)`: 3x3 s2 conv, BN, ReLU, 3x3 conv, BN,
+  plus the shortcut `interp` = 3x3 s2 conv + BN + ReLU, then ReLU."""
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, train):
+    c = x.shape[-1]
+    y = conv(c, 3, 2, dtype=self.dtype, name="conv1")(x)
+    y = nn.relu(batch_norm(train, self.dtype, name="bn1")(y))
+    y = conv(c, 3, dtype=self.dtype, name="conv2")(y)
+    y = batch_norm(train, self.dtype, name="bn2")(y)
+    shortcut = ConvBNReLU(c, 3, 2, dtype=self.dtype, name="interp")(x, train)
+    return nn.relu(y + shortcut)
+
+
+class DNL(nn.Module):
+  """`DNL(plane, K)` on the 1/16 map `x` with the layer3 features `x2` for the rectifier.
+
+  q, k: 1x1 conv -> C/8, v: 1x1 conv -> C (no bias, no BN). `conv_out3` classifies layer3;
+  its logits, resized to x's grid (bilinear, align_corners=True) and softmaxed over classes,
+  give P. out = x + gamma * DNL(x) (gamma init 0), resized to `out_size` (bilinear,
+  align_corners=True), then 3x3 conv + BN + ReLU. Returns (out, layer3 logits).
+  """
+  num_classes: int
+  gr_channels: int = 512
+  reduction: int = 8
+  dropout: float = 0.05
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, x2, out_size, train):
+    c = x.shape[-1]
+    q = conv(max(c // self.reduction, 1), 1, dtype=self.dtype, name="conv1")(x)
+    k = conv(max(c // self.reduction, 1), 1, dtype=self.dtype, name="conv2")(x)
+    v = conv(c, 1, dtype=self.dtype, name="conv3")(x)
+    aux = UpsampleOutput(self.gr_channels, self.num_classes, self.dropout, upsample=False,
+                         dtype=self.dtype, name="conv_out3")(x2, train)
+    pred = resize_bilinear(aux.astype(jnp.float32), x.shape[1:3], align_corners=True)
+    probs = jax.nn.softmax(pred, axis=-1)
+    gamma = self.param("gamma", nn.initializers.zeros, (), jnp.float32)
+    y = x + gamma.astype(x.dtype) * denoised_attention(q, k, v, probs)
+    y = resize_bilinear(y, out_size, align_corners=True)
+    return ConvBNReLU(c, 3, dtype=self.dtype, name="conv")(y, train), aux
+
+
+class DenoisedNLHead(nn.Module):
+  """Denoised NL head on {'c3', 'c4', 'c5'}; see the module docstring. Outputs 'out', 'aux1'
+  (layer2) and 'aux2' (the layer3 classifier of the global rectifier), at 1/8."""
+  num_classes: int
+  channels: int = 512
+  aux_channels: int = 64
+  gr_channels: int = 512
+  dropout: float = 0.05
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, feats, train: bool = False):
+    x3 = feats["c5"]
+    f = ConvBNReLU(self.channels, 3, dtype=self.dtype, name="conv")(x3, train)
+    f = DownBlock(self.dtype, name="down_sample")(f, train)
+    f, aux2 = DNL(self.num_classes, self.gr_channels, dropout=self.dropout, dtype=self.dtype,
+                  name="dnl")(f, feats["c4"], x3.shape[1:3], train)
+    out = UpsampleOutput(self.channels, self.num_classes, self.dropout, upsample=False,
+                         dtype=self.dtype, name="conv_out1")(jnp.concatenate([x3, f], -1), train)
+    aux1 = UpsampleOutput(self.aux_channels, self.num_classes, self.dropout, upsample=False,
+                          dtype=self.dtype, name="conv_out2")(feats["c3"], train)
+    return {"out": out, "aux1": aux1, "aux2": aux2}

@@ -1,0 +1,85 @@
+"""DNLHead: Disentangled Non-Local (Yin et al., ECCV 2020), mmseg `dnl_head.py`,
+attention-heads.md §7.3.
+
+Same wiring as NLHead; the block is mmseg `DisentangledNonLocal2d(reduction=2, use_scale=True,
+temperature=0.05)`: a whitened pairwise term plus a unary term, both through the same
+zero-initialised `conv_out` (1x1 conv + BN). As in mmseg the unary term (B, 1, 1, C/2) goes
+through that BN on its own, so in training its batch statistics come from B samples at 1x1
+(over the global batch here, as SyncBN), and the running statistics are updated twice per step.
+"""
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from flaseg.models.heads.fcn import ClsSeg
+from flaseg.models.heads.nl import (ZeroInitConvBN, mmseg_aux, nl_attention, nl_projections,
+                                    plain_conv)
+from flaseg.models.layers import ConvBNReLU
+
+Dtype = Any
+
+
+def dnl_attention(theta, phi, g, mask_logits, scale, temperature=0.05):
+  """The disentangled NL core: (pairwise (B, *S, E), unary (B, E)).
+
+  pairwise = softmax_m((theta_n - mean theta) . (phi_m - mean phi) * scale / temperature) @ g,
+  means over the positions (whitening), softmax over the keys in float32.
+  unary = softmax_N(mask_logits) @ g with mask_logits (B, *S, 1) from `conv_mask`.
+  """
+  axes = tuple(range(1, theta.ndim - 1))
+  theta = theta - theta.mean(axis=axes, keepdims=True)
+  phi = phi - phi.mean(axis=axes, keepdims=True)
+  pairwise = nl_attention(theta, phi, g, scale / temperature)
+  b = g.shape[0]
+  mask = jax.nn.softmax(mask_logits.reshape(b, -1).astype(jnp.float32), axis=-1)
+  unary = jnp.einsum("bn,bne->be", mask.astype(g.dtype), g.reshape(b, -1, g.shape[-1]))
+  return pairwise, unary
+
+
+class DisentangledNonLocal2d(nn.Module):
+  """out = x + conv_out(pairwise) + conv_out(unary) (broadcast over H, W), one shared conv_out.
+  g/theta/phi as mmcv NonLocal2d; `conv_mask` is a plain 1x1 `nn.Conv2d(C, 1)`."""
+  reduction: int = 2
+  use_scale: bool = True
+  temperature: float = 0.05
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, train: bool = False):
+    c = x.shape[-1]
+    inter = c // self.reduction
+    g, theta, phi = nl_projections(x, inter, self.dtype)
+    mask_logits = plain_conv(1, c, self.dtype, name="conv_mask")(x)
+    scale = inter ** -0.5 if self.use_scale else 1.0
+    pairwise, unary = dnl_attention(theta, phi, g, mask_logits, scale, self.temperature)
+    conv_out = ZeroInitConvBN(c, self.dtype, name="conv_out")
+    return x + conv_out(pairwise, train) + conv_out(unary[:, None, None, :], train)
+
+
+class DNLHead(nn.Module):
+  """mmseg DNLHead on 'c5': convs_0 -> DisentangledNonLocal2d -> convs_1 -> conv_cat on
+  cat[x, out] -> Dropout2d -> 1x1. Returns {'out', 'aux'}."""
+  num_classes: int
+  channels: int = 512
+  reduction: int = 2
+  use_scale: bool = True
+  temperature: float = 0.05
+  concat_input: bool = True
+  dropout: float = 0.1
+  aux_channels: int = 256
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, feats, train: bool = False):
+    x = feats["c5"]
+    y = ConvBNReLU(self.channels, 3, dtype=self.dtype, name="convs_0")(x, train)
+    y = DisentangledNonLocal2d(self.reduction, self.use_scale, self.temperature, self.dtype,
+                               name="dnl_block")(y, train)
+    y = ConvBNReLU(self.channels, 3, dtype=self.dtype, name="convs_1")(y, train)
+    if self.concat_input:
+      y = ConvBNReLU(self.channels, 3, dtype=self.dtype, name="conv_cat")(
+          jnp.concatenate([x, y], -1), train)
+    out = ClsSeg(self.num_classes, self.dropout, self.dtype, name="cls")(y, train)
+    return {"out": out, "aux": mmseg_aux(self, feats, train)}

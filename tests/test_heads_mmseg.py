@@ -1,0 +1,444 @@
+"""mmseg attention heads (attention-heads.md §7): every attention core against a naive numpy
+loop over the reference (torch, NCHW flattened row-major) semantics, the blocks' identity at
+init, the EMA bases, and every head and config end to end on tiny shapes."""
+import math
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from flaseg import config_lib
+from flaseg.models import HEADS, build_model
+from flaseg.models.heads import cc, danet, dnl, ema, isa, nl
+
+TOL = dict(rtol=1e-5, atol=1e-5)
+B, H, W = 2, 3, 4   # H != W
+
+
+def _softmax(x):
+  e = np.exp(x - x.max())
+  return e / e.sum()
+
+
+def _f32(*arrays):
+  return [jnp.asarray(a, jnp.float32) for a in arrays]
+
+
+def _positions(h, w):
+  return [(i, j) for i in range(h) for j in range(w)]
+
+
+# Tiny widths for the whole-head tests (fake ResNet features: c4 16, c5 32 channels).
+TINY = {
+    "nl": dict(channels=16, aux_channels=8),
+    "dnl": dict(channels=16, aux_channels=8),
+    "danet": dict(channels=16, pam_channels=4, aux_channels=8),
+    "emanet": dict(channels=16, ema_channels=8, num_bases=4, aux_channels=8),
+    "isanet": dict(channels=16, isa_channels=8, down_factor=(2, 3), aux_channels=8),
+    "ccnet": dict(channels=16, aux_channels=8),
+}
+KEYS = {"danet": {"out", "pam", "cam", "aux"}}
+
+
+def _feats(batch, h=5, w=7):
+  ks = jax.random.split(jax.random.key(batch), 4)
+  return {"c2": jax.random.normal(ks[0], (batch, h, w, 8)),
+          "c3": jax.random.normal(ks[1], (batch, h, w, 16)),
+          "c4": jax.random.normal(ks[2], (batch, h, w, 16)),
+          "c5": jax.random.normal(ks[3], (batch, h, w, 32))}
+
+
+def naive_nl(theta, phi, g, scale):
+  """out[b, n] = sum_m softmax_m(theta[b, n] . phi[b, m] * scale) g[b, m], one pixel at a time."""
+  b_, h, w, _ = theta.shape
+  out = np.zeros(g.shape)
+  for b in range(b_):
+    pos = _positions(h, w)
+    for (y, x) in pos:
+      a = _softmax(np.array([theta[b, y, x] @ phi[b, i, j] * scale for (i, j) in pos]))
+      out[b, y, x] = sum(a[m] * g[b, i, j] for m, (i, j) in enumerate(pos))
+  return out
+
+
+# ---------------------------------------------------------------------------------------------
+# (1) attention cores vs naive loops
+
+
+def test_nl_attention_matches_naive():
+  rng = np.random.default_rng(0)
+  theta, phi, g = rng.normal(size=(B, H, W, 6)), rng.normal(size=(B, H, W, 6)), rng.normal(
+      size=(B, H, W, 5))
+  scale = 6 ** -0.5
+  got = nl.nl_attention(*_f32(theta, phi, g), scale)
+  np.testing.assert_allclose(got, naive_nl(theta, phi, g, scale), **TOL)
+
+
+def test_nonlocal2d_block_matches_naive():
+  """mmcv NonLocal2d wiring: g/theta/phi, scale 1/sqrt(C/2), conv_out + BN (eval)."""
+  rng = np.random.default_rng(1)
+  c = 8
+  x = rng.normal(size=(B, H, W, c))
+  block = nl.NonLocal2d()
+  v = block.init(jax.random.key(0), jnp.asarray(x, jnp.float32))
+  p = jax.tree.map(np.asarray, v["params"])
+  assert p["g"]["kernel"].shape == (1, 1, c, c // 2)
+  assert np.all(p["g"]["bias"] == 0) and np.std(p["theta"]["kernel"]) < 0.05
+  # Non-zero BN affine so that the conv_out path is visible.
+  bn_scale, bn_bias = rng.normal(size=c), rng.normal(size=c)
+  params = dict(v["params"])
+  params["conv_out"] = {"conv": v["params"]["conv_out"]["conv"],
+                        "bn": {"scale": jnp.asarray(bn_scale, jnp.float32),
+                               "bias": jnp.asarray(bn_bias, jnp.float32)}}
+  # theta/phi/g near-zero init makes the softmax flat: use larger random projections.
+  for k in ("g", "theta", "phi"):
+    params[k] = {"kernel": jnp.asarray(rng.normal(size=(1, 1, c, c // 2)), jnp.float32),
+                 "bias": jnp.asarray(rng.normal(size=c // 2), jnp.float32)}
+  got = block.apply({"params": params, "batch_stats": v["batch_stats"]},
+                    jnp.asarray(x, jnp.float32))
+  proj = {k: x @ np.asarray(params[k]["kernel"][0, 0], np.float64)
+          + np.asarray(params[k]["bias"], np.float64) for k in ("g", "theta", "phi")}
+  y = naive_nl(proj["theta"], proj["phi"], proj["g"], (c // 2) ** -0.5)
+  y = y @ np.asarray(params["conv_out"]["conv"]["kernel"][0, 0], np.float64)
+  want = x + y / np.sqrt(1 + 1e-5) * bn_scale + bn_bias
+  np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+def test_dnl_attention_matches_naive():
+  """Whitened pairwise term (means over positions, scale / temperature) and unary term."""
+  rng = np.random.default_rng(2)
+  theta, phi, g = (0.3 * rng.normal(size=(B, H, W, 4)), 0.3 * rng.normal(size=(B, H, W, 4)),
+                   rng.normal(size=(B, H, W, 3)))
+  mask = rng.normal(size=(B, H, W, 1))
+  scale, temp = 4 ** -0.5, 0.05   # mmseg's temperature: logits x 20
+  pairwise, unary = dnl.dnl_attention(*_f32(theta, phi, g, mask), scale, temp)
+  want_pair = np.zeros(g.shape)
+  want_unary = np.zeros((B, 3))
+  for b in range(B):
+    pos = _positions(H, W)
+    t_mean = sum(theta[b, i, j] for (i, j) in pos) / len(pos)
+    p_mean = sum(phi[b, i, j] for (i, j) in pos) / len(pos)
+    for (y, x) in pos:
+      logits = [(theta[b, y, x] - t_mean) @ (phi[b, i, j] - p_mean) / math.sqrt(4) / temp
+                for (i, j) in pos]
+      a = _softmax(np.array(logits))
+      want_pair[b, y, x] = sum(a[m] * g[b, i, j] for m, (i, j) in enumerate(pos))
+    m = _softmax(np.array([mask[b, i, j, 0] for (i, j) in pos]))
+    want_unary[b] = sum(m[n] * g[b, i, j] for n, (i, j) in enumerate(pos))
+  np.testing.assert_allclose(pairwise, want_pair, **TOL)
+  np.testing.assert_allclose(unary, want_unary, **TOL)
+
+
+def test_dnl_block_shares_conv_out_for_unary_term():
+  rng = np.random.default_rng(3)
+  c = 8
+  x = jnp.asarray(rng.normal(size=(B, H, W, c)), jnp.float32)
+  block = dnl.DisentangledNonLocal2d()
+  v = block.init(jax.random.key(0), x)
+  assert set(v["params"]) == {"g", "theta", "phi", "conv_mask", "conv_out"}
+  assert v["params"]["conv_mask"]["kernel"].shape == (1, 1, c, 1)
+  params = dict(v["params"])
+  bn_scale, bn_bias = rng.normal(size=c), rng.normal(size=c)
+  params["conv_out"] = {"conv": v["params"]["conv_out"]["conv"],
+                        "bn": {"scale": jnp.asarray(bn_scale, jnp.float32),
+                               "bias": jnp.asarray(bn_bias, jnp.float32)}}
+  got = block.apply({"params": params, "batch_stats": v["batch_stats"]}, x)
+  xp = np.asarray(x, np.float64)
+  proj = {k: xp @ np.asarray(params[k]["kernel"][0, 0], np.float64)
+          + np.asarray(params[k]["bias"], np.float64) for k in ("g", "theta", "phi", "conv_mask")}
+  pair, unary = dnl.dnl_attention(*_f32(proj["theta"], proj["phi"], proj["g"],
+                                        proj["conv_mask"]), (c // 2) ** -0.5, 0.05)
+  wo = np.asarray(params["conv_out"]["conv"]["kernel"][0, 0], np.float64)
+  bn = lambda t: t / np.sqrt(1 + 1e-5) * bn_scale + bn_bias
+  want = xp + bn(np.asarray(pair) @ wo) + bn(np.asarray(unary) @ wo)[:, None, None, :]
+  np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+def test_pam_matches_naive():
+  rng = np.random.default_rng(4)
+  q, k, v = (rng.normal(size=(B, H, W, 3)), rng.normal(size=(B, H, W, 3)),
+             rng.normal(size=(B, H, W, 5)))
+  np.testing.assert_allclose(danet.pam(*_f32(q, k, v)), naive_nl(q, k, v, 1.0), **TOL)
+
+
+def test_cam_matches_naive():
+  """energy = X X^T over positions; softmax_d(max_d energy - energy); out = A X."""
+  rng = np.random.default_rng(5)
+  c = 5
+  x = rng.normal(size=(B, H, W, c)) * 0.5
+  want = np.zeros(x.shape)
+  for b in range(B):
+    flat = [x[b, i, j] for (i, j) in _positions(H, W)]
+    energy = np.array([[sum(f[ci] * f[di] for f in flat) for di in range(c)] for ci in range(c)])
+    for ci in range(c):
+      a = _softmax(energy[ci].max() - energy[ci])
+      for (i, j) in _positions(H, W):
+        want[b, i, j, ci] = sum(a[di] * x[b, i, j, di] for di in range(c))
+  np.testing.assert_allclose(danet.cam(jnp.asarray(x, jnp.float32)), want, **TOL)
+
+
+def test_pam_block_wiring():
+  rng = np.random.default_rng(6)
+  x = jnp.asarray(rng.normal(size=(B, H, W, 8)), jnp.float32)
+  block = danet.PAM(channels=2)
+  p = dict(block.init(jax.random.key(0), x)["params"])
+  assert p["query_project"]["kernel"].shape == (1, 1, 8, 2)
+  assert p["value_project"]["kernel"].shape == (1, 1, 8, 8)
+  p["gamma"] = jnp.asarray(0.7)
+  xp = np.asarray(x, np.float64)
+  proj = {k: xp @ np.asarray(p[k]["kernel"][0, 0], np.float64) + np.asarray(p[k]["bias"])
+          for k in ("query_project", "key_project", "value_project")}
+  want = xp + 0.7 * naive_nl(proj["query_project"], proj["key_project"], proj["value_project"],
+                             1.0)
+  np.testing.assert_allclose(block.apply({"params": p}, x), want, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("shape", [(B, 3, 5), (B, 5, 3)])
+def test_criss_cross_matches_explicit_loop(shape):
+  """One softmax over the H + W - 1 criss-cross positions: column (i, w) for i != h and the
+  whole row (h, j), the pixel itself counted once (speedinghzl/CCNet `ca_weight`)."""
+  b_, h, w = shape
+  rng = np.random.default_rng(7)
+  q, k, v = (rng.normal(size=(b_, h, w, 3)), rng.normal(size=(b_, h, w, 3)),
+             rng.normal(size=(b_, h, w, 4)))
+  want = np.zeros(v.shape)
+  for b in range(b_):
+    for y in range(h):
+      for x in range(w):
+        pos = [(i, x) for i in range(h) if i != y] + [(y, j) for j in range(w)]
+        assert len(pos) == h + w - 1
+        a = _softmax(np.array([q[b, y, x] @ k[b, i, j] for (i, j) in pos]))
+        want[b, y, x] = sum(a[m] * v[b, i, j] for m, (i, j) in enumerate(pos))
+  np.testing.assert_allclose(cc.criss_cross_attention(*_f32(q, k, v)), want, **TOL)
+
+
+def test_cc_block_wiring_and_shared_recurrence():
+  rng = np.random.default_rng(8)
+  x = jnp.asarray(rng.normal(size=(B, H, W, 16)), jnp.float32)
+  block = cc.CrissCrossAttention()
+  p = dict(block.init(jax.random.key(0), x)["params"])
+  assert p["query_conv"]["kernel"].shape == (1, 1, 16, 2)   # C // 8
+  assert p["value_conv"]["kernel"].shape == (1, 1, 16, 16)
+  p["gamma"] = jnp.asarray(0.5)
+  xp = np.asarray(x, np.float64)
+  proj = [xp @ np.asarray(p[k]["kernel"][0, 0], np.float64) + np.asarray(p[k]["bias"])
+          for k in ("query_conv", "key_conv", "value_conv")]
+  want = xp + 0.5 * np.asarray(cc.criss_cross_attention(*_f32(*proj)), np.float64)
+  np.testing.assert_allclose(block.apply({"params": p}, x), want, rtol=1e-4, atol=1e-4)
+  head = cc.CCHead(num_classes=3, channels=16, aux_channels=8)
+  feats = _feats(1)
+  params = jax.eval_shape(head.init, jax.random.key(0), feats)["params"]
+  assert "cca" in params and not any(k.startswith("cca_") for k in params)
+
+
+def _naive_pad(x, lh, lw):
+  b_, h, w, c = x.shape
+  ph, pw = -(-h // lh) * lh - h, -(-w // lw) * lw - w
+  out = np.zeros((b_, h + ph, w + pw, c))
+  out[:, ph // 2:ph // 2 + h, pw // 2:pw // 2 + w] = x
+  return out, ph // 2, pw // 2
+
+
+@pytest.mark.parametrize("factor", [(2, 3), (3, 2), (8, 8)])
+def test_isa_partition_regroup_unpartition(factor):
+  lh, lw = factor
+  rng = np.random.default_rng(9)
+  x = rng.normal(size=(B, 5, 7, 3))
+  padded, _, _ = _naive_pad(x, lh, lw)
+  gh, gw = padded.shape[1] // lh, padded.shape[2] // lw
+  want_glb = np.zeros((B * lh * lw, gh, gw, 3))
+  want_loc = np.zeros((B * gh * gw, lh, lw, 3))
+  for b in range(B):
+    for i in range(lh):
+      for j in range(lw):
+        for p in range(gh):
+          for q in range(gw):
+            want_glb[(b * lh + i) * lw + j, p, q] = padded[b, p * lh + i, q * lw + j]
+            want_loc[(b * gh + p) * gw + q, i, j] = padded[b, p * lh + i, q * lw + j]
+  glb = isa.isa_partition(jnp.asarray(x, jnp.float32), factor)
+  np.testing.assert_allclose(glb, want_glb, **TOL)
+  loc = isa.isa_regroup(glb, B, factor)
+  np.testing.assert_allclose(loc, want_loc, **TOL)
+  back = isa.isa_unpartition(loc, B, (5, 7), factor)
+  np.testing.assert_array_equal(back, np.asarray(x, np.float32))
+
+
+def test_isa_two_stage_attention_matches_masked_naive():
+  """Global then local attention (identity projections, scale 1/sqrt(C)) equals attention over
+  the padded map restricted to pixels with the same (y % lh, x % lw), then to the same block;
+  the zero padding takes part as keys."""
+  lh, lw = 2, 3
+  rng = np.random.default_rng(10)
+  x = rng.normal(size=(B, 5, 4, 3))
+  scale = 3 ** -0.5
+  padded, top, left = _naive_pad(x, lh, lw)
+  hp, wp = padded.shape[1:3]
+
+  def masked_attention(t, same):
+    out = np.zeros(t.shape)
+    for b in range(B):
+      for (y, xx) in _positions(hp, wp):
+        keys = [(i, j) for (i, j) in _positions(hp, wp) if same(y, xx, i, j)]
+        a = _softmax(np.array([t[b, y, xx] @ t[b, i, j] * scale for (i, j) in keys]))
+        out[b, y, xx] = sum(a[m] * t[b, i, j] for m, (i, j) in enumerate(keys))
+    return out
+
+  want = masked_attention(padded, lambda y, xx, i, j: y % lh == i % lh and xx % lw == j % lw)
+  want = masked_attention(want, lambda y, xx, i, j: y // lh == i // lh and xx // lw == j // lw)
+  want = want[:, top:top + 5, left:left + 4]
+  t = isa.isa_partition(jnp.asarray(x, jnp.float32), (lh, lw))
+  t = nl.nl_attention(t, t, t, scale)
+  t = isa.isa_regroup(t, B, (lh, lw))
+  t = nl.nl_attention(t, t, t, scale)
+  np.testing.assert_allclose(isa.isa_unpartition(t, B, (5, 4), (lh, lw)), want, **TOL)
+
+
+def _naive_em(feats, bases, stages):
+  """mmseg EMAModule.forward in numpy, loop over the batch."""
+  mus, zs = [], []
+  for b in range(feats.shape[0]):
+    f = feats[b]                      # (N, C)
+    mu = bases.copy()                 # (C, K)
+    for _ in range(stages):
+      z = np.stack([_softmax(f[n] @ mu) for n in range(f.shape[0])])    # (N, K) over bases
+      zn = z / z.sum(axis=0, keepdims=True)                             # L1 over N
+      mu = f.T @ zn
+      mu = mu / np.linalg.norm(mu, axis=0, keepdims=True)               # L2 over C
+    mus.append(mu)
+    zs.append(z)
+  return np.stack(mus), np.stack(zs)
+
+
+def test_em_iterations_recon_and_moving_average():
+  rng = np.random.default_rng(11)
+  c, k = 6, 4
+  x = rng.normal(size=(B, H, W, c))
+  module = ema.EMAModule(num_bases=k, num_stages=3, momentum=0.1)
+  v = module.init(jax.random.key(0), jnp.asarray(x, jnp.float32))
+  bases0 = np.asarray(v["ema"]["bases"], np.float64)
+  assert bases0.shape == (c, k)
+  np.testing.assert_allclose(np.linalg.norm(bases0, axis=0), 1.0, **TOL)  # init L2 over C
+  mu, z = _naive_em(x.reshape(B, -1, c), bases0, 3)
+  want_recon = np.einsum("bck,bnk->bnc", mu, z).reshape(x.shape)
+  got_mu, got_z = ema.em_iterations(*_f32(x.reshape(B, -1, c), np.broadcast_to(bases0,
+                                                                               (B, c, k))), 3)
+  np.testing.assert_allclose(got_mu, mu, **TOL)
+  np.testing.assert_allclose(got_z, z, **TOL)
+  # Eval: the bases do not move (even when the collection is mutable).
+  recon, upd = module.apply(v, jnp.asarray(x, jnp.float32), train=False, mutable=["ema"])
+  np.testing.assert_allclose(recon, want_recon, **TOL)
+  np.testing.assert_array_equal(upd["ema"]["bases"], v["ema"]["bases"])
+  # Train: bases <- 0.9 bases + 0.1 l2norm(mean_b mu), not re-normalised after the blend.
+  recon, upd = module.apply(v, jnp.asarray(x, jnp.float32), train=True, mutable=["ema"])
+  np.testing.assert_allclose(recon, want_recon, **TOL)
+  mean = mu.mean(axis=0)
+  mean = mean / np.linalg.norm(mean, axis=0, keepdims=True)
+  want_bases = 0.9 * bases0 + 0.1 * mean
+  np.testing.assert_allclose(upd["ema"]["bases"], want_bases, **TOL)
+  assert np.all(np.linalg.norm(np.asarray(upd["ema"]["bases"]), axis=0) <= 1 + 1e-6)
+  # No gradient flows through the EM module (torch.no_grad in mmseg).
+  grad = jax.grad(lambda t: module.apply(v, t, train=False).sum())(jnp.asarray(x, jnp.float32))
+  assert np.all(np.asarray(grad) == 0)
+
+
+# ---------------------------------------------------------------------------------------------
+# (3) identity at init where the reference says so
+
+
+@pytest.mark.parametrize("make", [nl.NonLocal2d, dnl.DisentangledNonLocal2d])
+def test_zero_init_bn_makes_nl_blocks_identity(make):
+  x = jax.random.normal(jax.random.key(1), (B, H, W, 8))
+  block = make()
+  v = block.init(jax.random.key(0), x)
+  bn = v["params"]["conv_out"]["bn"]
+  assert np.all(np.asarray(bn["scale"]) == 0) and np.all(np.asarray(bn["bias"]) == 0)
+  np.testing.assert_array_equal(block.apply(v, x), x)
+  out, _ = block.apply(v, x, train=True, mutable=["batch_stats"])
+  np.testing.assert_array_equal(out, x)
+
+
+@pytest.mark.parametrize("make", [lambda: danet.PAM(4), danet.CAM, cc.CrissCrossAttention])
+def test_zero_gamma_makes_blocks_identity(make):
+  x = jax.random.normal(jax.random.key(1), (B, H, W, 16))
+  block = make()
+  v = block.init(jax.random.key(0), x)
+  assert float(v["params"]["gamma"]) == 0.0 and v["params"]["gamma"].shape == ()
+  np.testing.assert_array_equal(block.apply(v, x), x)
+
+
+# ---------------------------------------------------------------------------------------------
+# (2) whole heads under jit
+
+
+@pytest.mark.parametrize("name", sorted(TINY))
+def test_head_jit_shapes_and_grads(name):
+  """Init (its forward is the eval forward) at batch 1 and a train-mode gradient at batch 3,
+  both under jit, on a 5x7 map. ('rbg' keys: their init compiles ~3x faster on CPU.)"""
+  head = HEADS[name](num_classes=3, **TINY[name])
+  keys = KEYS.get(name, {"out", "aux"})
+
+  out, variables = jax.jit(head.init_with_output)(jax.random.key(0, impl="rbg"), _feats(1))
+  assert set(out) == keys and all(o.shape == (1, 5, 7, 3) for o in out.values())
+  params = variables["params"]
+  state = {k: v for k, v in variables.items() if k != "params"}
+
+  def loss(p, f):
+    o, new_state = head.apply({"params": p, **state}, f, train=True, mutable=list(state),
+                              rngs={"dropout": jax.random.key(1, impl="rbg")})
+    return sum(jnp.mean(v ** 2) for v in o.values()), (o, new_state)
+
+  grads, (o3, new_state) = jax.jit(jax.grad(loss, has_aux=True))(params, _feats(3))
+  assert set(o3) == keys and all(o.shape == (3, 5, 7, 3) for o in o3.values())
+  assert all(np.all(np.isfinite(g)) for g in jax.tree.leaves(grads))
+  assert "aux_head" in params
+  if name == "emanet":
+    assert "ema_mid_conv" not in params   # frozen: in the 'ema' collection, out of the optimizer
+    old, new = state["ema"], new_state["ema"]
+    assert not np.allclose(old["ema_module"]["bases"], new["ema_module"]["bases"])
+    np.testing.assert_array_equal(old["ema_mid_conv"]["kernel"], new["ema_mid_conv"]["kernel"])
+
+
+# ---------------------------------------------------------------------------------------------
+# configs
+
+CONFIGS = ["fcn", "nl", "dnl", "danet", "emanet", "isanet", "ccnet"]
+CONFIG_DIR = os.path.join(os.path.dirname(__file__), "..", "configs")
+
+
+def _load_smoke(name):
+  cfg = config_lib.load(os.path.join(CONFIG_DIR, f"{name}_cityscapes.py:smoke"))
+  if cfg.model.num_classes == 0:
+    cfg.model.num_classes = 8
+  return cfg
+
+
+def _init_apply(model):
+  def run(key, images):
+    return model.init_with_output({"params": key, "dropout": key}, images)[0]
+  return run
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_config_smoke_builds(name):
+  """Every config (full and :smoke) builds; init + apply at 32x48 traced with eval_shape (a
+  real ResNet-50 compile per config would cost ~5 s each on 2 cores)."""
+  full = config_lib.load(os.path.join(CONFIG_DIR, f"{name}_cityscapes.py"))
+  assert full.model.head == name and full.model.backbone.stem == "v1c"
+  assert full.model.backbone.depth == 50 and full.model.backbone.contract_dilation
+  build_model(full.model)
+  cfg = _load_smoke(name)
+  model = build_model(cfg.model)
+  out = jax.eval_shape(_init_apply(model), jax.random.key(0, impl="rbg"),
+                       jax.ShapeDtypeStruct((1, 32, 48, 3), jnp.uint8))
+  assert set(cfg.loss.weights) <= set(out) and set(full.loss.weights) == set(cfg.loss.weights)
+  assert all(o.shape == (1, 32, 48, 8) for o in out.values())
+
+
+def test_config_smoke_runs():
+  """One real init + apply of a whole smoke model (EMANet: the one with an extra collection)."""
+  model = build_model(_load_smoke("emanet").model)
+  out = jax.jit(_init_apply(model))(jax.random.key(0, impl="rbg"),
+                                    jnp.zeros((1, 32, 48, 3), jnp.uint8))
+  assert set(out) == {"out", "aux"}
+  assert all(o.shape == (1, 32, 48, 8) and np.all(np.isfinite(o)) for o in out.values())
