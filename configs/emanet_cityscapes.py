@@ -17,35 +17,11 @@ from flaseg import config_lib
 def get_config(arg=None):
   arg = config_lib.parse_arg(arg, smoke=False)
   c = config_lib.base_config()
-  c.data.name = "cityscapes"
-  c.data.root = "data/cityscapes"
-  c.data.crop_size = (769, 769)
-  c.data.scale_range = (0.5, 2.0)
+  config_lib.mmseg_cityscapes_769(c)
   c.model.head = "emanet"
   c.model.head_kwargs = dict(channels=256, ema_channels=512, num_bases=64, num_stages=3,
                              momentum=0.1, aux_channels=256)
-  c.model.num_classes = 19
-  c.model.align_corners = True
-  c.model.backbone.depth = 50
-  c.model.backbone.stem = "v1c"
-  c.model.backbone.output_stride = 8
-  c.model.backbone.contract_dilation = True
-  c.model.backbone.multi_grid = None
   c.loss.weights = {"out": 1.0, "aux": 0.4}
-  c.loss.avg_non_ignore = False
-  c.optim.lr = 0.01
-  c.optim.end_lr = 1e-4
-  c.optim.poly_power = 0.9
-  c.optim.momentum = 0.9
-  c.optim.weight_decay = 5e-4
-  c.train.steps = 80000
-  c.train.batch_size = 8
-  c.checkpoint.every = 4000
-  c.eval.mode = "slide"
-  c.eval.crop_size = (769, 769)
-  c.eval.stride = (513, 513)
-  c.eval.scales = (1.0,)
-  c.eval.flip = False
   if arg.smoke:
     config_lib.apply_smoke(c)
     c.model.head_kwargs.ema_channels = 8

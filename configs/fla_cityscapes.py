@@ -15,25 +15,8 @@ from flaseg import config_lib
 def get_config(arg=None):
   arg = config_lib.parse_arg(arg, smoke=False)
   c = config_lib.base_config()
-  c.data.name = "cityscapes"
-  c.data.root = "data/cityscapes"
-  c.data.crop_size = (768, 768)
+  config_lib.flanet_cityscapes_768(c)
   c.model.head = "fla"
-  c.model.num_classes = 19
-  c.model.align_corners = True
-  c.model.backbone.depth = 101
-  c.model.backbone.stem = "deep"
-  c.model.backbone.output_stride = 8
-  c.loss.weights = {"out": 1.0, "aux1": 0.4, "aux2": 0.4}
-  c.optim.lr = 1e-2
-  c.train.steps = 89250
-  c.train.batch_size = 8
-  c.checkpoint.every = 2000
-  c.eval.mode = "slide"
-  c.eval.crop_size = (768, 768)
-  c.eval.stride = (512, 512)
-  c.eval.scales = (0.75, 1.0, 1.25, 1.5, 1.75)
-  c.eval.flip = True
   if arg.smoke:
     config_lib.apply_smoke(c)
   return c

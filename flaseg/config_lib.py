@@ -85,6 +85,50 @@ def base_config() -> ml_collections.ConfigDict:
   return c
 
 
+def flanet_cityscapes_768(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """FLANet's Cityscapes recipe (AAAI 2022, Implementation Details), shared by its ablation
+  heads: deep-stem ResNet-101 at output stride 8, crop 768, batch 8, SGD lr 1e-2 poly 0.9,
+  momentum 0.9, wd 5e-4, 240 epochs of 2975 images = 89,250 iterations, multi-scale + flip
+  sliding-window test; main + 0.4 x (aux1 + aux2) (aux weights not released; CCNet lineage)."""
+  c.data.name = "cityscapes"
+  c.data.root = "data/cityscapes"
+  c.data.crop_size = (768, 768)
+  c.model.num_classes = 19
+  c.model.align_corners = True
+  c.model.backbone.update(dict(depth=101, stem="deep", output_stride=8))
+  c.loss.weights = {"out": 1.0, "aux1": 0.4, "aux2": 0.4}
+  c.optim.update(dict(lr=1e-2, poly_power=0.9, momentum=0.9, weight_decay=5e-4))
+  c.train.steps = 89250
+  c.train.batch_size = 8
+  c.checkpoint.every = 2000
+  c.eval.update(dict(mode="slide", crop_size=(768, 768), stride=(512, 512),
+                     scales=(0.75, 1.0, 1.25, 1.5, 1.75), flip=True))
+  return c
+
+
+def mmseg_cityscapes_769(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """mmseg's Cityscapes 769x769 80k recipe for R-50-D8 heads (attention-heads.md §1.2-1.3):
+  ResNetV1c-50 (deep stem 32-32-64, contract_dilation) at output stride 8, crop 769, batch 8
+  (4 GPUs x 2), SGD lr 0.01 poly 0.9 down to 1e-4, wd 5e-4, 80k iterations, CE averaged over
+  all pixels (avg_non_ignore=False), align_corners=True, slide test 769 at stride 513."""
+  c.data.name = "cityscapes"
+  c.data.root = "data/cityscapes"
+  c.data.crop_size = (769, 769)
+  c.data.scale_range = (0.5, 2.0)
+  c.model.num_classes = 19
+  c.model.align_corners = True
+  c.model.backbone.update(dict(depth=50, stem="v1c", output_stride=8, contract_dilation=True,
+                               multi_grid=None))
+  c.loss.avg_non_ignore = False
+  c.optim.update(dict(lr=0.01, end_lr=1e-4, poly_power=0.9, momentum=0.9, weight_decay=5e-4))
+  c.train.steps = 80000
+  c.train.batch_size = 8
+  c.checkpoint.every = 4000
+  c.eval.update(dict(mode="slide", crop_size=(769, 769), stride=(513, 513), scales=(1.0,),
+                     flip=False))
+  return c
+
+
 def parse_arg(arg: str, **defaults) -> ml_collections.ConfigDict:
   """'smoke,head=nl' -> {'smoke': True, 'head': 'nl'} over `defaults` (big_vision style)."""
   out = ml_collections.ConfigDict(defaults)

@@ -8,7 +8,8 @@ import jax
 import jax.numpy as jnp
 
 from flaseg.models.heads.fcn import ClsSeg
-from flaseg.models.heads.nl import mmseg_aux, plain_conv
+from flaseg.models.heads.fcn import mmseg_aux
+from flaseg.models.heads.nl import plain_conv
 from flaseg.models.layers import ConvBNReLU
 
 Dtype = Any

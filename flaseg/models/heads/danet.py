@@ -13,7 +13,8 @@ import jax
 import jax.numpy as jnp
 
 from flaseg.models.heads.fcn import ClsSeg
-from flaseg.models.heads.nl import mmseg_aux, nl_attention, plain_conv
+from flaseg.models.heads.fcn import mmseg_aux
+from flaseg.models.heads.nl import nl_attention, plain_conv
 from flaseg.models.layers import ConvBNReLU, Dropout2d
 
 Dtype = Any

@@ -13,8 +13,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from flaseg.models.heads.fcn import ClsSeg
-from flaseg.models.heads.nl import (ZeroInitConvBN, mmseg_aux, nl_attention, nl_projections,
+from flaseg.models.heads.fcn import ClsSeg, mmseg_aux
+from flaseg.models.heads.nl import (ZeroInitConvBN, nl_attention, nl_projections,
                                     plain_conv)
 from flaseg.models.layers import ConvBNReLU
 

@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 
 from flaseg.models.heads.fcn import ClsSeg
-from flaseg.models.heads.nl import mmseg_aux
+from flaseg.models.heads.fcn import mmseg_aux
 from flaseg.models.layers import ConvBNReLU
 
 Dtype = Any

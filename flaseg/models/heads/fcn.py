@@ -36,6 +36,7 @@ class FCNHead(nn.Module):
   concat_input: bool = True
   dropout: float = 0.1
   in_key: str = "c5"
+  aux_channels: int = 0  # > 0: also the mmseg auxiliary FCNHead on 'c4' as output 'aux'
   dtype: Dtype = jnp.float32
 
   def features(self, x, train):
@@ -50,7 +51,19 @@ class FCNHead(nn.Module):
   @nn.compact
   def __call__(self, feats, train: bool = False):
     y = self.features(feats[self.in_key], train)
-    return {"out": ClsSeg(self.num_classes, self.dropout, self.dtype, name="cls")(y, train)}
+    outs = {"out": ClsSeg(self.num_classes, self.dropout, self.dtype, name="cls")(y, train)}
+    if self.aux_channels:
+      outs["aux"] = mmseg_aux(self, feats, train)
+    return outs
+
+
+def mmseg_aux(head: nn.Module, feats, train: bool):
+  """The auxiliary FCNHead of every mmseg attention config (§1.2): on 'c4' (layer3), 3x3
+  ConvBNReLU -> `aux_channels`, no concat, Dropout2d, 1x1 -> K; loss weight 0.4. Call from a
+  head's compact `__call__`; the submodule is named 'aux_head'."""
+  return FCNHead(head.num_classes, head.aux_channels, num_convs=1, concat_input=False,
+                 dropout=head.dropout, in_key="c4", dtype=head.dtype,
+                 name="aux_head")(feats, train)["out"]
 
 
 class UpsampleOutput(nn.Module):

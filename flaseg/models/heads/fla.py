@@ -50,25 +50,27 @@ class FullyAttentionalBlock(nn.Module):
     return ConvBNReLU(c, 3, dtype=self.dtype, name="conv")(y, train)
 
 
-class FLAHead(nn.Module):
-  """FLANet head on {'c3', 'c4', 'c5'} (layer2, layer3, layer4).
-
-  2 x ConvBNReLU 3x3 (-> `channels`) -> FLA block -> concat with layer4 -> UpsampleOutput
-  (nearest x2, 3x3 conv, BN, ReLU, Dropout2d 0.1, 1x1). Aux heads: UpsampleOutput(64) on
-  layer2 ('aux1') and on layer3 ('aux2'). Outputs are at 2x the feature resolution.
-  """
+class FLASkeletonHead(nn.Module):
+  """FLANet's head around an attention block left to `block` (FLANet's ablations swap it):
+  2 x ConvBNReLU 3x3 (-> `channels`) on layer4 -> block -> concat with layer4 ->
+  UpsampleOutput (nearest x2, 3x3 conv, BN, ReLU, Dropout2d 0.1, 1x1) as 'out'; aux
+  UpsampleOutput(`aux_channels`) on layer2 ('aux1') and layer3 ('aux2'). Outputs are at 2x the
+  feature resolution."""
   num_classes: int
   channels: int = 512
   aux_channels: int = 64
   dropout: float = 0.1
   dtype: Dtype = jnp.float32
 
+  def block(self, x, train):
+    raise NotImplementedError
+
   @nn.compact
   def __call__(self, feats, train: bool = False):
     x = feats["c5"]
     y = ConvBNReLU(self.channels, 3, dtype=self.dtype, name="conv_0")(x, train)
     y = ConvBNReLU(self.channels, 3, dtype=self.dtype, name="conv_1")(y, train)
-    y = FullyAttentionalBlock(self.dtype, name="fully")(y, train)
+    y = self.block(y, train)
     out = UpsampleOutput(self.channels, self.num_classes, self.dropout, dtype=self.dtype,
                          name="conv_out1")(jnp.concatenate([x, y], -1), train)
     aux1 = UpsampleOutput(self.aux_channels, self.num_classes, self.dropout, dtype=self.dtype,
@@ -76,3 +78,10 @@ class FLAHead(nn.Module):
     aux2 = UpsampleOutput(self.aux_channels, self.num_classes, self.dropout, dtype=self.dtype,
                           name="conv_out3")(feats["c4"], train)
     return {"out": out, "aux1": aux1, "aux2": aux2}
+
+
+class FLAHead(FLASkeletonHead):
+  """FLANet head on {'c3', 'c4', 'c5'} (layer2, layer3, layer4) with the FLA block."""
+
+  def block(self, x, train):
+    return FullyAttentionalBlock(self.dtype, name="fully")(x, train)

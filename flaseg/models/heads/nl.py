@@ -1,7 +1,7 @@
 """NLHead: mmseg `nl_head.py` with mmcv `NonLocal2d` (embedded Gaussian), attention-heads.md §7.1.
 
 Also holds what the other mmseg heads (DNL, DANet, ISA, CC) share: the attention core
-`nl_attention`, `plain_conv` (a torch `nn.Conv2d` with its default init) and `mmseg_aux`.
+`nl_attention` and `plain_conv` (a torch `nn.Conv2d` with its default init).
 
 Init follows mmcv where it is visible at init: theta/phi/g are normal(0.01) with zero bias and
 the BN after `conv_out` starts at weight 0, bias 0 (`zeros_init=True`), so the block is the
@@ -15,7 +15,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from flaseg.models.heads.fcn import ClsSeg, FCNHead
+from flaseg.models.heads.fcn import ClsSeg, mmseg_aux
 from flaseg.models.layers import ConvBNReLU, batch_norm, conv
 
 Dtype = Any
@@ -92,15 +92,6 @@ class NonLocal2d(nn.Module):
     scale = inter ** -0.5 if self.use_scale else 1.0
     y = nl_attention(theta, phi, g, scale)
     return x + ZeroInitConvBN(c, self.dtype, name="conv_out")(y, train)
-
-
-def mmseg_aux(head: nn.Module, feats, train: bool):
-  """The auxiliary FCNHead of every mmseg attention config (§1.2): on 'c4' (layer3), 3x3
-  ConvBNReLU -> `aux_channels`, no concat, Dropout2d, 1x1 -> K; loss weight 0.4. Call from a
-  head's compact `__call__`; the submodule is named 'aux_head'."""
-  return FCNHead(head.num_classes, head.aux_channels, num_convs=1, concat_input=False,
-                 dropout=head.dropout, in_key="c4", dtype=head.dtype,
-                 name="aux_head")(feats, train)["out"]
 
 
 class NLHead(nn.Module):

@@ -1,0 +1,51 @@
+"""The empirical study's protocol (Guo et al., arXiv 2309.10217) for any head.
+
+  python -m flaseg.main --config=configs/study.py:head=fla --workdir=runs/study_fla \
+      --config.data.root=/data/cityscapes
+  python -m flaseg.main --config=configs/study.py:head=nl,dataset=ade20k --workdir=...
+
+Takes the head's own network from configs/<head>_cityscapes.py (head, kwargs, stem, loss
+weights) and imposes the study's common recipe: ResNet-101 at output stride 8, 80k iterations,
+batch 8, SGD lr 1e-2 poly 0.9, SyncBN (global BN under jit), crop 769 (Cityscapes) or 520
+(ADE20K). Heads: fcn, fla, nl, channel_nl, danet, cs_nl, dnl, denoised_nl, reconet, emanet,
+isanet, ccnet, attanet, sanet. Both readings of the study's "DNLNet" exist: `dnl`
+(Disentangled NL, mmseg) and `denoised_nl` (Denoised NL, same group as FLANet).
+"""
+import os
+
+from flaseg import config_lib
+
+CROPS = {"cityscapes": (769, 769), "ade20k": (520, 520)}
+CLASSES = {"cityscapes": 19, "ade20k": 150}
+
+
+def get_config(arg=None):
+  arg = config_lib.parse_arg(arg, head="fla", dataset="cityscapes", smoke=False)
+  if arg.dataset not in CROPS:
+    raise ValueError(f"configs/study.py: dataset={arg.dataset!r}; choose one of {sorted(CROPS)}")
+  path = os.path.join(os.path.dirname(os.path.abspath(__file__)), f"{arg.head}_cityscapes.py")
+  if not os.path.isfile(path):
+    raise ValueError(f"configs/study.py: head={arg.head!r} has no {path}")
+  c = config_lib.load(path)
+  c.data.name = arg.dataset
+  c.data.root = f"data/{arg.dataset}"
+  c.data.crop_size = CROPS[arg.dataset]
+  c.model.num_classes = CLASSES[arg.dataset]
+  c.model.backbone.depth = 101
+  c.model.backbone.output_stride = 8
+  c.optim.lr = 1e-2
+  c.optim.poly_power = 0.9
+  c.optim.warmup = "none"
+  c.optim.lr_mult = {}
+  c.train.steps = 80000
+  c.train.batch_size = 8
+  c.eval.mode = "slide"
+  c.eval.crop_size = CROPS[arg.dataset]
+  c.eval.stride = tuple(2 * s // 3 for s in CROPS[arg.dataset])
+  c.eval.scales = (1.0,)
+  c.eval.flip = False
+  if arg.smoke:
+    config_lib.apply_smoke(c)
+    path_smoke = config_lib.load(f"{path}:smoke")
+    c.model = path_smoke.model  # the head's own tiny widths
+  return c
