@@ -56,7 +56,7 @@ def test_smoke_run_writes_metrics_checkpoints_predictions(uninterrupted):
   assert sorted(train) == list(range(1, 11))
   for r in train.values():
     assert {"step", "loss", "lr", "img_per_s"} <= set(r) and np.isfinite(r["loss"])
-  assert train[1]["lr"] == pytest.approx(2e-2)  # the first step runs at the base lr
+  assert train[1]["lr"] == pytest.approx(4e-2)  # the first step runs at the base lr
   (final,) = _evals(records)
   assert final["step"] == 10 and 0.0 <= final["miou"] <= 1.0
   assert len(final["per_class_iou"]) == 9 and 0.0 <= final["pixel_acc"] <= 1.0
