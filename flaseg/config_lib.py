@@ -24,6 +24,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.flip = True
   c.data.color_jitter = 0.25
   c.data.num_threads = 2
+  c.data.skip_corrupt = False    # True: drop unreadable files with a warning instead of failing
+  c.data.eval_resize = (0, 0)    # (short, long) side resize of non-training splits (ADE20K)
+  c.data.context_60 = False      # PASCAL Context: 60 classes instead of 59
   # Built-in synthetic street scenes (flaseg.data.synthetic).
   c.data.synthetic = ml_collections.ConfigDict(
       dict(num_train=2000, num_val=100, height=96, width=128))
@@ -80,6 +83,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.eval.batch_size = 0          # 0: one image per device
   c.eval.num_images = 0          # 0: the whole split
   c.eval.save_images = 4         # coloured predictions written to workdir/predictions
+  c.eval.export_dir = ""         # predictions in the benchmark's submission format (flaseg.export)
 
   c.init = ml_collections.ConfigDict(dict(backbone="", checkpoint=""))
   return c

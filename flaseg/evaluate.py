@@ -1,12 +1,13 @@
 """Evaluation over the whole mesh: predictions (whole / slide, multi-scale, flip), an exact
-confusion matrix summed over all devices and hosts, mIoU, and a few coloured PNGs."""
+confusion matrix summed over all devices and hosts, mIoU, a few coloured PNGs, and (with
+config.eval.export_dir) every prediction in the benchmark's submission format."""
 import os
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from flaseg import inference, metrics, parallel, writer
+from flaseg import export, inference, metrics, parallel, writer
 from flaseg.data import pipeline
 
 
@@ -55,6 +56,9 @@ class Evaluator:
                              config.model.align_corners)
     self.eval_step = jax.jit(step_fn, out_shardings=(parallel.replicated(mesh),
                                                      parallel.data_sharded(mesh)))
+    # Each process exports its own rows of every batch.
+    self.exporter = (export.Exporter(source, config.eval.export_dir)
+                     if config.eval.export_dir else None)
 
   def run(self, state, step: int, log) -> dict:
     variables = {"params": state.params, **state.model_state}
@@ -63,6 +67,8 @@ class Evaluator:
                                           jax.process_count())
     progress = writer.Progress(n_batches, 0, "eval")
     saved = 0
+    if self.exporter:
+      self.exporter.count = 0
     for i, local in enumerate(pipeline.eval_batches(
         self.source, batch_size=self.batch_size // jax.process_count(),
         process_index=jax.process_index(), process_count=jax.process_count())):
@@ -70,12 +76,19 @@ class Evaluator:
           {k: local[k] for k in ("image", "label", "valid")}, self.mesh)
       batch_cm, pred = self.eval_step(variables, batch["image"], batch["label"], batch["valid"])
       cm += np.asarray(jax.device_get(batch_cm), np.int64)
-      if writer.is_main() and saved < self.config.eval.save_images:
-        saved = self._save_images(local, parallel.local_array(pred), step, saved)
+      save = writer.is_main() and saved < self.config.eval.save_images
+      local_pred = parallel.local_array(pred) if save or self.exporter else None
+      if save:
+        saved = self._save_images(local, local_pred, step, saved)
+      if self.exporter:
+        self.exporter.write_batch(local, local_pred)
       if (i + 1) % max(n_batches // 4, 1) == 0 or i + 1 == n_batches:
         progress.update(i + 1, self.batch_size)
     result = metrics.segmentation_metrics(cm)
     log.write({"step": int(step), **result})
+    if self.exporter:
+      writer.info(f"[eval] exported {self.exporter.count} predictions (this process) to "
+                  f"{self.exporter.dir}")
     writer.info(f"[eval] step {step}: mIoU {result['miou']:.4f} "
                 f"pixel acc {result['pixel_acc']:.4f}")
     return result

@@ -2,10 +2,9 @@
 
 `build_source(config.data, split, seed)` returns a random-access source with `num_classes`,
 `class_names`, `palette` and `ignore_label`; DATASETS maps `config.data.name` to its builder.
+The real datasets (flaseg.data.datasets) read `config.data.root` in each download's layout.
 """
-import os
-
-from flaseg.data import pipeline
+from flaseg.data import datasets, pipeline
 from flaseg.data.synthetic import SyntheticScenes
 
 
@@ -17,21 +16,13 @@ def _synthetic(cfg, split, seed):
                          height=s.height, width=s.width)
 
 
-def _cityscapes(cfg, split, seed):
-  root = os.path.abspath(os.path.expanduser(cfg.root))
-  if not os.path.isdir(os.path.join(root, "leftImg8bit")) or not os.path.isdir(
-      os.path.join(root, "gtFine")):
-    raise FileNotFoundError(
-        f"Cityscapes not found: config.data.root={root} must hold leftImg8bit/ and gtFine/ "
-        f"(download leftImg8bit_trainvaltest.zip and gtFine_trainvaltest.zip from "
-        f"cityscapes-dataset.com and unzip them there)")
-  raise NotImplementedError(f"config.data.name='cityscapes': the Cityscapes reader for {root} "
-                            f"is not implemented yet; use config.data.name='synthetic'")
-
-
 DATASETS = {
     "synthetic": _synthetic,
-    "cityscapes": _cityscapes,
+    "cityscapes": datasets.cityscapes,
+    "cityscapes_tfds": datasets.cityscapes_tfds,
+    "ade20k": datasets.ade20k,
+    "voc": datasets.voc,
+    "pascal_context": datasets.pascal_context,
 }
 
 
