@@ -15,6 +15,9 @@ comes from the config (`model.backbone.multi_grid`).
 Deviation: the official block upsamples its 1/16 output to exactly 2x and concatenates it with
 layer4, which fails for odd feature sizes (e.g. 97 -> 49 -> 98); flaseg resizes to layer4's
 size instead (bilinear, align_corners=True), identical whenever the 1/8 size is even.
+
+Full-resolution inference: above `MAX_RELATION_BYTES` per image the rectified relation is
+computed one block of query rows at a time (`nl.map_query_blocks`), never as a whole N x N map.
 """
 from typing import Any
 
@@ -23,6 +26,7 @@ import jax
 import jax.numpy as jnp
 
 from flaseg.models.heads.fcn import UpsampleOutput
+from flaseg.models.heads.nl import map_query_blocks, query_rows
 from flaseg.models.layers import ConvBNReLU, batch_norm, conv, resize_bilinear
 
 Dtype = Any
@@ -53,18 +57,38 @@ def local_retention_values(q, k, v):
   return out
 
 
-def denoised_attention(q, k, v, probs):
+# Above this many bytes for ONE image's float32 N x N relation, `denoised_attention` runs
+# query-chunked. 128 MiB, lower than NL's `MAX_ATTENTION_BYTES`: the direct form holds several
+# N x N maps (relation, rectifier, product) and at 1/16 the training crops stay far below it
+# (768: N = 2304, 21 MiB) while whole-image 1024x2048 (N = 8192, 256 MiB) is chunked.
+MAX_RELATION_BYTES = 2**27
+
+
+def _rectified_aggregate(q, p, k, p_all, values):
+  """(softmax_j(q_i . k_j) * sigmoid(p_i . p_j)) @ values for the queries q (B, n, c) with
+  their class probabilities p (B, n, K), against all keys k (B, N, c), p_all (B, N, K)."""
+  relation = jax.nn.softmax(jnp.einsum("bic,bjc->bij", q, k).astype(jnp.float32), axis=-1)
+  relation = relation * jax.nn.sigmoid(jnp.einsum("bik,bjk->bij", p, p_all))
+  return jnp.einsum("bij,bjc->bic", relation.astype(values.dtype), values)
+
+
+def denoised_attention(q, k, v, probs, max_bytes=None):
   """The DNL core, NHWC: R = softmax_j(q_i . k_j) * sigmoid(P_i . P_j) (global rectifying;
   P = class probabilities (B, H, W, K); no re-normalisation, no scaling), then local retention
-  (see `local_retention_values`). Returns the aggregated values (B, H, W, C), no residual."""
+  (see `local_retention_values`). Returns the aggregated values (B, H, W, C), no residual.
+
+  When one image's N x N float32 relation exceeds `max_bytes` (default `MAX_RELATION_BYTES`)
+  it is computed for one block of query rows at a time (same outputs and gradients)."""
   b, h, w, _ = q.shape
   n = h * w
   qf, kf = q.reshape(b, n, -1), k.reshape(b, n, -1)
-  relation = jax.nn.softmax(jnp.einsum("bic,bjc->bij", qf, kf).astype(jnp.float32), axis=-1)
   p = probs.reshape(b, n, -1).astype(jnp.float32)
-  relation = relation * jax.nn.sigmoid(jnp.einsum("bik,bjk->bij", p, p))
   values = local_retention_values(q, k, v).reshape(b, n, -1)
-  out = jnp.einsum("bij,bjc->bic", relation.astype(v.dtype), values)
+  limit = MAX_RELATION_BYTES if max_bytes is None else max_bytes
+  if n * n * 4 <= limit:
+    out = _rectified_aggregate(qf, p, kf, p, values)
+  else:
+    out = map_query_blocks(_rectified_aggregate, (qf, p), (kf, p, values), query_rows(b, n))
   return out.reshape(b, h, w, v.shape[-1])
 
 

@@ -1,0 +1,358 @@
+"""FLOPs and peak memory of every attention block and whole network, next to the papers' tables.
+
+  python scripts/cost.py                      # FLANet Table 3: 768x768, blocks at 1/8, C = 512
+  python scripts/cost.py --table=attanet      # AttaNet Table 3: 1024x1024, blocks at 1/16, C = 128
+  python scripts/cost.py --size=1024x2048 --table=none --blocks=nl,danet --nets=nl \
+      --attention=direct                      # before / after the chunked attention
+  python scripts/cost.py --json               # a JSON list, one object per row
+
+A block is its attention core as FLANet's Table 3 counts it: the attention module with its own
+1x1 projections (and EMA's 1x1 convs, NL's `conv_out`), without the 3x3 ConvBNReLUs around it,
+on one (batch, h, w, C) feature map (h, w = input / stride), built from the heads' own functions
+and modules. `net:<head>` is the whole network of `configs/<head>_cityscapes.py` (with
+`--backbone`). Batch 1, inference (train=False), float32.
+
+GFLOPs: XLA's cost analysis of the lowered program (a multiply-add is 2 FLOPs; softmax and other
+element-wise work is counted too, about 1 FLOP per element). It counts the body of a loop once,
+so FLOPs always come from the direct (unchunked) attention; the math is the same.
+Memory (MiB): XLA's buffer assignment of the compiled program, arguments + outputs + temporaries
+(`compiled.memory_analysis()`), with the attention as `--attention` selects. On CPU the
+YNNPACK library fusions, which hide their internal buffers from that analysis, are turned off.
+Nothing is run: every program is only lowered and compiled, at any size.
+"""
+import argparse
+import json
+import math
+import os
+import sys
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from flaseg import config_lib  # noqa: E402
+from flaseg.models import HEADS, build_model  # noqa: E402
+from flaseg.models.heads import attanet, cc, danet, denoised_nl, dnl, ema  # noqa: E402
+from flaseg.models.heads import fla, isa, nl, reconet, sanet  # noqa: E402
+from flaseg.models.layers import ConvBNReLU, conv, resize_nearest  # noqa: E402
+
+# The papers' tables (paper-tables.md, read from the papers): {block: (GFLOPs, memory MB)}.
+# FLANet Table 3 (768x768, ResNet-50, cores at 1/8 with C = 512; 1 multiply-add = 2 FLOPs).
+# Its "Spatial NL" is DANet's PAM (q/k 64, v 512): flaseg's `spatial_nl`; `nl` is flaseg's mmcv
+# NonLocal2d, shown against the same figure. "Dual NL" = `danet` (PAM + CAM in parallel).
+FLANET = {"fla": (19.37, 436), "channel_nl": (9.66, 40), "spatial_nl": (103.90, 1320),
+          "nl": (103.90, 1320), "danet": (113.56, 1378), "cs_nl": (113.56, 1378),
+          "emanet": (13.91, 98), "ccnet": (16.18, 174)}
+# AttaNet Table 3 (1x3x1024x1024, ResNet-18, modules at 1/16 with C = 128). Its "GFLOPs" are
+# multiply-adds (1 multiply-add = 1 FLOP): the ratio uses flaseg's FLOPs / 2.
+ATTANET = {"sam": (0.185, 8), "nl": (3.357, 334), "spatial_nl": (3.357, 334),
+           "ccnet": (0.472, 26), "emanet": (0.335, 12), "afm": (0.336, 12)}
+TABLES = {
+    # name: (input size, stride of the blocks' map, C, backbone, figures, FLOPs per multiply-add)
+    "flanet": ((768, 768), 8, 512, "resnet50", FLANET, 2),
+    "attanet": ((1024, 1024), 16, 128, "resnet18", ATTANET, 1),
+    "none": ((768, 768), 8, 512, "", {}, 2),
+}
+NUM_CLASSES = 19
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# On CPU: no YNNPACK fusions (their buffers are invisible to memory_analysis); LLVM -O0 compiles
+# faster and does not change the buffer assignment.
+CPU_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": "",
+               "xla_backend_optimization_level": 0}
+
+
+# ----------------------------------------------------------------------------------------------
+# The blocks' cores, from the heads' own functions and modules. Each takes (x,) or the inputs
+# `block_inputs` gives and returns one array.
+
+class FLACore(nn.Module):
+  """FLA block without its 3x3 ConvBNReLU: the two Linear encoders of the pooled maps, the
+  `fla_attention` core and the gamma residual (fla.FullyAttentionalBlock)."""
+
+  @nn.compact
+  def __call__(self, x):
+    c = x.shape[-1]
+    enc_h = nn.Dense(c, name="conv1")(x.mean(axis=2))
+    enc_w = nn.Dense(c, name="conv2")(x.mean(axis=1))
+    gamma = self.param("gamma", nn.initializers.zeros, ())
+    return x + gamma * fla.fla_attention(x, enc_h, enc_w)
+
+
+class DualNL(nn.Module):
+  """Dual NL (DANet): PAM and CAM in parallel, summed (the two DAHead branches' cores)."""
+
+  @nn.compact
+  def __call__(self, x):
+    return danet.PAM(64, name="pam")(x) + danet.CAM(name="cam")(x)
+
+
+class CSNL(nn.Module):
+  """CS NL: CAM then PAM in series (channel_nl.CSNLHead without its 3x3 ConvBNReLU)."""
+
+  @nn.compact
+  def __call__(self, x):
+    return danet.PAM(64, name="spatial")(danet.CAM(name="channel")(x))
+
+
+class DenoisedCore(nn.Module):
+  """Denoised NL block without its classifier and 3x3 conv (denoised_nl.DNL): q, k 1x1 -> C/8,
+  v 1x1 -> C, `denoised_attention` (rectified by class probabilities P, plus local
+  retention), gamma residual. P (B, h, w, 19) is an input (from the layer3 classifier)."""
+
+  @nn.compact
+  def __call__(self, x, probs):
+    c = x.shape[-1]
+    q = conv(c // 8, 1, name="conv1")(x)
+    k = conv(c // 8, 1, name="conv2")(x)
+    v = conv(c, 1, name="conv3")(x)
+    gamma = self.param("gamma", nn.initializers.zeros, ())
+    return x + gamma * denoised_nl.denoised_attention(q, k, v, probs)
+
+
+class EMACore(nn.Module):
+  """EMA block of mmseg's EMAHead between ema_in_conv and the bottleneck: frozen 1x1
+  ema_mid_conv, 3 EM steps with 64 bases and the reconstruction (EMAModule), ReLU, 1x1
+  ema_out_conv + BN, ReLU(identity + .)."""
+
+  @nn.compact
+  def __call__(self, x):
+    y = ema.FrozenConv1x1(x.shape[-1], name="ema_mid_conv")(x)
+    y = ema.EMAModule(64, 3, name="ema_module")(y, False)
+    y = ConvBNReLU(x.shape[-1], 1, relu=False, name="ema_out_conv")(nn.relu(y), False)
+    return nn.relu(x + y)
+
+
+class ISACore(nn.Module):
+  """Interlaced sparse self-attention (isa.ISAHead between in_conv and out_conv): global
+  relation over 8x8 interlaced groups, then local relation in each 8x8 block."""
+
+  @nn.compact
+  def __call__(self, x):
+    b, h, w, _ = x.shape
+    y = isa.isa_partition(x, (8, 8))
+    y = isa.ISASelfAttention(256, name="global_relation")(y, False)
+    y = isa.isa_regroup(y, b, (8, 8))
+    y = isa.ISASelfAttention(256, name="local_relation")(y, False)
+    return isa.isa_unpartition(y, b, (h, w), (8, 8))
+
+
+class RCCA(nn.Module):
+  """CCHead's recurrent criss-cross attention: one CrissCrossAttention applied twice."""
+
+  @nn.compact
+  def __call__(self, x):
+    cca = cc.CrissCrossAttention(name="cca")
+    return cca(cca(x))
+
+
+class AFMCore(nn.Module):
+  """AttaNet's AFM: the channel gate a = AttentionFusion(feat16, feat32) and the fusion
+  feat16 * (1 - a) + up(feat32c * a). feat32 is the raw 1/32 map (4C channels, 640 = 128 +
+  512 into the 1x1 conv as in AttaNet), feat32c its baseline conv_head32 output (C)."""
+
+  @nn.compact
+  def __call__(self, feat16, feat32, feat32c):
+    a = attanet.AttentionFusion(feat16.shape[-1], name="afm")(feat16, feat32, False)
+    return attanet.fuse(feat16, resize_nearest(feat32c * a, feat16.shape[1:3]), a)
+
+
+class Eval(nn.Module):
+  """`inner(x, False)`: a module whose __call__ takes (x, train), for inference."""
+  inner: nn.Module
+
+  def __call__(self, x):
+    return self.inner(x, False)
+
+
+# block: (module factory of C, what is counted)
+BLOCKS = {
+    "fla": (lambda c: FLACore(), "2 Linear encoders + fla_attention (4 N C^2)"),
+    "channel_nl": (lambda c: danet.CAM(), "DANet CAM (2 N C^2)"),
+    "spatial_nl": (lambda c: danet.PAM(64), "DANet PAM, q/k 64, v C (the papers' Spatial NL)"),
+    "nl": (lambda c: Eval(nl.NonLocal2d()), "mmcv NonLocal2d, C/2, conv_out"),
+    "danet": (lambda c: DualNL(), "PAM + CAM (Dual NL)"),
+    "cs_nl": (lambda c: CSNL(), "CAM then PAM"),
+    "dnl": (lambda c: Eval(dnl.DisentangledNonLocal2d()), "DisentangledNonLocal2d"),
+    "denoised_nl": (lambda c: DenoisedCore(), "q/k C/8, v C + rectified attention + LR"),
+    "reconet": (lambda c: reconet.TGMTRM(64, 64), "TGM + TRM, rank 64"),
+    "emanet": (lambda c: EMACore(), "mid conv + 3 EM steps (K 64) + recon + out conv"),
+    "isanet": (lambda c: ISACore(), "global + local relation, 8x8"),
+    "ccnet": (lambda c: RCCA(), "criss-cross x2, q/k C/8, v C"),
+    "sam": (lambda c: Eval(attanet.StripAttention(64)), "strip attention, q/k 64, v C"),
+    "afm": (lambda c: AFMCore(), "1x1 ConvBNReLU on cat[f16, f32], gate, fuse"),
+    "sa": (lambda c: Eval(sanet.SAModule(c // 4)), "SANet SA module, C/4"),
+}
+
+
+def block_inputs(name, batch, h, w, c):
+  """ShapeDtypeStructs of one block's inputs at the (batch, h, w, c) map."""
+  f32 = jnp.float32
+  x = jax.ShapeDtypeStruct((batch, h, w, c), f32)
+  if name == "denoised_nl":
+    return (x, jax.ShapeDtypeStruct((batch, h, w, NUM_CLASSES), f32))
+  if name == "afm":
+    h2, w2 = math.ceil(h / 2), math.ceil(w / 2)
+    return (x, jax.ShapeDtypeStruct((batch, h2, w2, 4 * c), f32),
+            jax.ShapeDtypeStruct((batch, h2, w2, c), f32))
+  return (x,)
+
+
+# ----------------------------------------------------------------------------------------------
+
+DEFAULT_LIMITS = (nl.MAX_ATTENTION_BYTES, denoised_nl.MAX_RELATION_BYTES)
+
+
+def set_attention(mode):
+  """The path of `nl_attention` and `denoised_attention`: 'auto' (their defaults), 'direct'
+  (always the whole N x N map) or 'chunked' (always query blocks). Read at trace time."""
+  if mode == "auto":
+    nl.MAX_ATTENTION_BYTES, denoised_nl.MAX_RELATION_BYTES = DEFAULT_LIMITS
+  else:
+    limit = float("inf") if mode == "direct" else 0
+    nl.MAX_ATTENTION_BYTES = denoised_nl.MAX_RELATION_BYTES = limit
+
+
+def block_program(name, batch, h, w, c):
+  """(fn, args): block `name` at the (batch, h, w, c) map; args are ShapeDtypeStructs."""
+  module = BLOCKS[name][0](c)
+  inputs = block_inputs(name, batch, h, w, c)
+  variables = jax.eval_shape(lambda *a: module.init(jax.random.key(0), *a), *inputs)
+  return (lambda v, *a: module.apply(v, *a)), (variables, *inputs)
+
+
+def net_program(head, size, batch, backbone=""):
+  """(fn, args): the whole network of `configs/<head>_cityscapes.py` ('out' logits) on
+  (batch, *size, 3) images, with ResNet depth `backbone` ('resnet50'; '' keeps the config's)."""
+  config = config_lib.load(os.path.join(REPO, "configs", f"{head}_cityscapes.py"))
+  if backbone:
+    config.model.backbone.depth = int(backbone.replace("resnet", ""))
+  model = build_model(config.model)
+  images = jax.ShapeDtypeStruct((batch, *size, 3), jnp.float32)
+  variables = jax.eval_shape(lambda x: model.init(jax.random.key(0), x), images)
+  return (lambda v, x: model.apply(v, x)["out"]), (variables, images)
+
+
+def gflops(fn, args):
+  """XLA's FLOPs of the lowered program, in G, with the direct attention (the cost analysis
+  counts a loop body once, so a chunked program would be undercounted)."""
+  set_attention("direct")
+  try:
+    # A fresh function for every trace: jit caches traces per function, and the attention
+    # path is chosen while tracing.
+    return jax.jit(lambda *a: fn(*a)).lower(*args).cost_analysis()["flops"] / 1e9
+  finally:
+    set_attention("auto")
+
+
+def memory_mib(fn, args, attention="auto", backward=False):
+  """Arguments + outputs + temporaries of the compiled program, in MiB. With `backward`, of
+  the vjp of fn (a cotangent input, gradients w.r.t. all args): forward and backward pass as
+  a training step holds them."""
+  if backward:
+    cotangent = jax.eval_shape(fn, *args)
+    args = (cotangent, *args)
+    program = lambda ct, *a: jax.vjp(fn, *a)[1](ct)  # noqa: E731
+  else:
+    program = lambda *a: fn(*a)  # noqa: E731
+  options = CPU_OPTIONS if jax.default_backend() == "cpu" else None
+  set_attention(attention)
+  try:
+    m = jax.jit(program).lower(*args).compile(options).memory_analysis()
+  finally:
+    set_attention("auto")
+  return (m.temp_size_in_bytes + m.argument_size_in_bytes + m.output_size_in_bytes) / 2**20
+
+
+def rows(table="flanet", size=None, stride=None, channels=None, backbone=None, batch=1,
+         blocks=None, nets=None, attention="auto"):
+  """The cost records, one dict per block (`blocks`: names, None for all) and per network
+  (`nets`: heads, None for all). Unset settings come from `table`."""
+  t_size, t_stride, t_c, t_backbone, figures, per_mac = TABLES[table]
+  size, stride, c = size or t_size, stride or t_stride, channels or t_c
+  backbone = t_backbone if backbone is None else backbone
+  h, w = math.ceil(size[0] / stride), math.ceil(size[1] / stride)
+  out = []
+  for name in (list(BLOCKS) if blocks is None else blocks):
+    fn, args = block_program(name, batch, h, w, c)
+    g = gflops(fn, args)
+    paper_gflops, paper_mb = figures.get(name, (None, None))
+    out.append({"block": name, "counts": BLOCKS[name][1], "table": table, "size": list(size),
+                "feature": [batch, h, w, c], "attention": attention, "gflops": g,
+                "gmacs": g / 2, "memory_mb": memory_mib(fn, args, attention),
+                "train_memory_mb": memory_mib(fn, args, attention, backward=True),
+                "paper_gflops": paper_gflops, "paper_memory_mb": paper_mb,
+                "ratio": g * per_mac / 2 / paper_gflops if paper_gflops else None})
+  for head in (list(HEADS) if nets is None else nets):
+    fn, args = net_program(head, size, batch, backbone)
+    g = gflops(fn, args)
+    out.append({"block": f"net:{head}", "counts": "whole network", "table": table,
+                "size": list(size), "backbone": backbone or "config's", "attention": attention,
+                "gflops": g, "gmacs": g / 2, "memory_mb": memory_mib(fn, args, attention),
+                "train_memory_mb": None, "paper_gflops": None, "paper_memory_mb": None,
+                "ratio": None})
+  return out
+
+
+def _fmt(v, spec):
+  return "-" if v is None else format(v, spec)
+
+
+def print_table(records):
+  print("| block | counted | feature | GFLOPs | paper | ratio | memory MiB | train MiB "
+        "| paper MB |")
+  print("|---|---|---|---|---|---|---|---|---|")
+  for r in records:
+    feature = "x".join(str(v) for v in r["feature"][1:]) if "feature" in r else r["backbone"]
+    print(f"| {r['block']} | {r['counts']} | {feature} | {r['gflops']:.3f} | "
+          f"{_fmt(r['paper_gflops'], '.3f')} | {_fmt(r['ratio'], '.3f')} | "
+          f"{r['memory_mb']:.0f} | {_fmt(r['train_memory_mb'], '.0f')} | "
+          f"{_fmt(r['paper_memory_mb'], '.0f')} |")
+  tables = {r["table"] for r in records}
+  if "flanet" in tables:
+    print("\npaper: FLANet Table 3 (1 multiply-add = 2 FLOPs); ratio = GFLOPs / paper.")
+  if "attanet" in tables:
+    print("\npaper: AttaNet Table 3, in multiply-adds; ratio = (GFLOPs / 2) / paper.")
+
+
+def _names(arg, known, what):
+  if arg == "all":
+    return None
+  if arg == "none":
+    return []
+  names = [n for n in arg.split(",") if n]
+  for n in names:
+    if n not in known:
+      raise SystemExit(f"cost.py: error: unknown {what} {n!r}; known: {', '.join(known)}")
+  return names
+
+
+def main():
+  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  p.add_argument("--table", default="flanet", choices=sorted(TABLES),
+                 help="paper setting and figures: flanet (768, 1/8, C 512, R50), attanet "
+                      "(1024, 1/16, C 128, R18), none")
+  p.add_argument("--size", default="", help="input HxW (default: the table's)")
+  p.add_argument("--stride", type=int, default=0, help="blocks' map = input / stride")
+  p.add_argument("--channels", type=int, default=0, help="C of the blocks' map")
+  p.add_argument("--backbone", default=None, help="resnet18|34|50|101 for net: rows "
+                 "(default: the table's; '' keeps each config's)")
+  p.add_argument("--batch", type=int, default=1)
+  p.add_argument("--blocks", default="all", help="comma list, 'all' or 'none'")
+  p.add_argument("--nets", default="all", help="comma list of heads, 'all' or 'none'")
+  p.add_argument("--attention", default="auto", choices=["auto", "direct", "chunked"],
+                 help="spatial / denoised attention path for the memory column")
+  p.add_argument("--json", action="store_true", help="print only a JSON list")
+  a = p.parse_args()
+  size = tuple(int(v) for v in a.size.lower().split("x")) if a.size else None
+  records = rows(a.table, size, a.stride or None, a.channels or None, a.backbone, a.batch,
+                 _names(a.blocks, list(BLOCKS), "block"), _names(a.nets, list(HEADS), "net"),
+                 a.attention)
+  if a.json:
+    print(json.dumps(records))
+  else:
+    print_table(records)
+
+
+if __name__ == "__main__":
+  main()
