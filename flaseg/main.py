@@ -4,6 +4,12 @@
   python -m flaseg.main --config=configs/fla_cityscapes.py:smoke --workdir=/tmp/x \
       --config.train.steps=20
   python -m flaseg.main --config=configs/quickstart.py --workdir=runs/quickstart --mode=eval
+
+Multi-host (one process per host, same command on every host; README "Multi-host"):
+
+  python -m flaseg.main --config=... --workdir=SHARED_DIR --jax_distributed     # Cloud TPU, SLURM
+  python -m flaseg.main --config=... --workdir=SHARED_DIR --jax_distributed \
+      --coordinator_address=HOST0:1234 --num_processes=2 --process_id=0        # anywhere else
 """
 import os
 import sys
@@ -18,7 +24,16 @@ flags.DEFINE_string("workdir", None, "Checkpoints, metrics.jsonl and predictions
 flags.DEFINE_enum("mode", "train", ["train", "eval"],
                   "train (resumes automatically) or eval (the latest checkpoint in workdir).")
 flags.DEFINE_bool("jax_distributed", os.environ.get("FLASEG_JAX_DISTRIBUTED", "") == "1",
-                  "Call jax.distributed.initialize() first (multi-host; env FLASEG_JAX_DISTRIBUTED=1).")
+                  "Call jax.distributed.initialize() first (multi-host; env "
+                  "FLASEG_JAX_DISTRIBUTED=1). Cloud TPU VMs, SLURM and Open MPI need nothing else.")
+flags.DEFINE_string("coordinator_address", os.environ.get("FLASEG_COORDINATOR") or None,
+                    "host:port of process 0, reachable from every process "
+                    "(env FLASEG_COORDINATOR); implies --jax_distributed.")
+flags.DEFINE_integer("num_processes", None,
+                     "Number of processes (env FLASEG_NUM_PROCESSES); implies --jax_distributed.")
+flags.DEFINE_integer("process_id", None,
+                     "This process's id, 0..num_processes-1 (env FLASEG_PROCESS_ID); "
+                     "implies --jax_distributed.")
 flags.mark_flags_as_required(["config", "workdir"])
 
 # Errors a user can fix from the message alone: printed as one line, no traceback
@@ -29,9 +44,10 @@ USER_ERRORS = (ValueError, KeyError, FileNotFoundError, NotImplementedError, Flo
 def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)  # Orbax logs every file it renames at INFO.
-  import jax
-  if FLAGS.jax_distributed:
-    jax.distributed.initialize()
+  try:
+    init_distributed()
+  except (ValueError, TypeError, RuntimeError) as e:  # e.g. no coordinator, unreachable
+    fail(RuntimeError(f"jax.distributed.initialize: {one_line(e)}"))
   from flaseg import checkpoint, train
   try:
     if FLAGS.mode == "train":
@@ -40,6 +56,30 @@ def main(argv):
       train.evaluate_checkpoint(FLAGS.config, FLAGS.workdir)
   except USER_ERRORS + (checkpoint.CheckpointError,) as e:
     fail(e)
+
+
+def _env_int(name):
+  value = os.environ.get(name, "")
+  try:
+    return int(value) if value else None
+  except ValueError:
+    raise ValueError(f"{name}={value!r} is not an integer") from None
+
+
+def init_distributed():
+  """`jax.distributed.initialize()` when asked for, with whatever of coordinator address,
+  number of processes and process id the flags or FLASEG_* variables give (JAX detects the
+  rest on Cloud TPU, SLURM and Open MPI). Before any other JAX call."""
+  kwargs = {"coordinator_address": FLAGS.coordinator_address,
+            "num_processes": (FLAGS.num_processes if FLAGS.num_processes is not None
+                              else _env_int("FLASEG_NUM_PROCESSES")),
+            "process_id": (FLAGS.process_id if FLAGS.process_id is not None
+                           else _env_int("FLASEG_PROCESS_ID"))}
+  kwargs = {k: v for k, v in kwargs.items() if v is not None}
+  if not (FLAGS.jax_distributed or kwargs):
+    return
+  import jax
+  jax.distributed.initialize(**kwargs)
 
 
 def one_line(e: BaseException) -> str:

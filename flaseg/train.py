@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.experimental import multihost_utils
 
 from flaseg import checkpoint, data, evaluate, losses, optim, parallel, writer
 from flaseg.models import build_model
@@ -77,13 +78,22 @@ def resolve_num_classes(config, source):
 
 
 class _Preemption:
-  """Turns SIGTERM (TPU VM preemption, `kill`) into a flag the loop checks between steps."""
+  """Turns SIGTERM (TPU VM preemption, `kill`) into a flag the loop checks between steps.
+
+  With several processes, JAX's preemption service (started by `jax.distributed.initialize`)
+  catches SIGTERM instead: a notice to any process reaches all of them, and
+  `reached_preemption_sync_point` turns True on every process at the same step, so that they
+  all save that step's checkpoint (a collective) and exit together.
+  """
 
   def __init__(self):
     self.requested = False
     self._old = None
+    self._multi = jax.process_count() > 1
 
   def __enter__(self):
+    if self._multi:
+      return self
     try:
       self._old = signal.signal(signal.SIGTERM, self._handler)
     except ValueError:  # not the main thread (e.g. some notebooks): no handler
@@ -92,6 +102,12 @@ class _Preemption:
 
   def _handler(self, signum, frame):
     self.requested = True
+
+  def check(self, step: int) -> bool:
+    """Whether to save and stop after `step`; call once per step on every process."""
+    if self._multi and not self.requested:
+      self.requested = multihost_utils.reached_preemption_sync_point(step)
+    return self.requested
 
   def __exit__(self, *exc):
     if self._old is not None:
@@ -109,10 +125,20 @@ def create_state(config, model, tx, mesh, image_shape):
 
 
 def _init_pretrained(config, state):
-  if config.init.backbone or config.init.checkpoint:
-    raise NotImplementedError("config.init.backbone / config.init.checkpoint: loading converted "
-                              "weights is not implemented yet")
-  return state
+  """Loads weights converted by `python -m flaseg.convert`: `config.init.backbone` replaces
+  every backbone variable, `config.init.checkpoint` every variable. Names or shapes that do
+  not match the model raise `convert.ConversionError` listing them."""
+  from flaseg import convert
+  params, model_state = state.params, state.model_state
+  for path, require in ((config.init.backbone, "backbone"), (config.init.checkpoint, "")):
+    if path:
+      params, model_state = convert.merge(params, model_state, convert.load(path), require)
+      writer.info(f"initialised {'the backbone' if require else 'the model'} from {path}")
+  if params is state.params and model_state is state.model_state:
+    return state
+  put = lambda new, old: jax.device_put(new, getattr(old, "sharding", None))
+  return state.replace(params=jax.tree.map(put, params, state.params),
+                       model_state=jax.tree.map(put, model_state, state.model_state))
 
 
 def build(config, mesh):
@@ -134,6 +160,7 @@ def train_and_evaluate(config, workdir: str):
   """Trains `config` in `workdir`, resuming from its latest checkpoint; returns the final
   evaluation metrics (dict). Writes workdir/metrics.jsonl and workdir/predictions/."""
   workdir = writer.prepare_workdir(workdir)
+  writer.check_shared_workdir(workdir)
   mesh = parallel.make_mesh()
   local_batch = parallel.check_batch_size(config.train.batch_size, mesh)
   train_source = data.build_source(config.data, config.data.train_split, config.seed)
@@ -190,9 +217,10 @@ def train_and_evaluate(config, workdir: str):
         if not np.isfinite(record["loss"]):
           raise FloatingPointError(f"loss is {record['loss']} at step {step}; "
                                    f"the last good checkpoint is kept in {mngr.directory}")
-      if step % config.checkpoint.every == 0 or step == total_steps or preemption.requested:
+      stop = preemption.check(step)
+      if step % config.checkpoint.every == 0 or step == total_steps or stop:
         checkpoint.save(mngr, step, state, train_iter, config)
-      if preemption.requested:
+      if stop:
         mngr.wait_until_finished()
         writer.info(f"SIGTERM: saved checkpoint {step} in {mngr.directory}; exiting")
         mngr.close()
@@ -204,17 +232,27 @@ def train_and_evaluate(config, workdir: str):
   return result
 
 
-def evaluate_checkpoint(config, workdir: str):
-  """`--mode=eval`: evaluates the latest checkpoint of `workdir` on the validation split."""
-  workdir = os.path.abspath(workdir)
+def restore_latest(config, workdir: str, mesh):
+  """(model, state, step) of the latest checkpoint in `workdir`, replicated on `mesh`, for
+  `--mode=eval`, notebooks and scripts; `config.model.num_classes` must be resolved."""
   mngr = checkpoint.manager(workdir, config.checkpoint.max_to_keep)
   if mngr.latest_step() is None:
-    raise FileNotFoundError(f"no checkpoint in {os.path.join(workdir, 'checkpoints')}")
-  mesh = parallel.make_mesh()
-  val_source = data.build_source(config.data, config.data.val_split, config.seed)
-  resolve_num_classes(config, val_source)
+    raise FileNotFoundError(f"no checkpoint in {mngr.directory}")
   model, _, _, abstract_state, _ = build(config, mesh)
   step, state = checkpoint.restore(mngr, abstract_state)
   mngr.close()
+  return model, state, step
+
+
+def evaluate_checkpoint(config, workdir: str):
+  """`--mode=eval`: evaluates the latest checkpoint of `workdir` on the validation split."""
+  workdir = writer.abs_workdir(workdir)
+  if not os.path.isdir(os.path.join(workdir, "checkpoints")):
+    raise FileNotFoundError(f"no checkpoint in {os.path.join(workdir, 'checkpoints')}")
+  writer.check_shared_workdir(workdir)
+  mesh = parallel.make_mesh()
+  val_source = data.build_source(config.data, config.data.val_split, config.seed)
+  resolve_num_classes(config, val_source)
+  model, state, step = restore_latest(config, workdir, mesh)
   evaluator = evaluate.Evaluator(model, config, mesh, val_source, workdir)
   return evaluator.run(state, step, writer.MetricWriter(workdir))

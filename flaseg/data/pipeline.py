@@ -31,9 +31,10 @@ def train_dataset(source, *, batch_size: int, crop_size: Sequence[int],
   Yields `{"image": uint8 (batch_size, h, w, 3), "label": int32 (batch_size, h, w)}` with
   (h, w) = `crop_size` and `batch_size` the per-process batch. Every epoch is shuffled
   afresh. All processes build the same global stream (shuffle, then augmentation keyed on
-  the global position) and process p takes positions p, p + process_count, ..., so
-  processes see disjoint examples within an epoch and the augmentations do not depend on
-  the number of processes.
+  the global position) cut into local batches, and process p takes local batches p,
+  p + process_count, ...: the rows of global batch t are the same examples in the same order
+  whatever the number of processes (so are the per-row dropout masks), and processes see
+  disjoint examples within an epoch.
   """
   ds = grain.MapDataset.source(source).shuffle(seed=seed).repeat()
   ds = ds.random_map(transforms.RandomScaleCropFlip(crop_size, scale_range, flip),
@@ -41,8 +42,8 @@ def train_dataset(source, *, batch_size: int, crop_size: Sequence[int],
   if color_jitter:
     ds = ds.random_map(transforms.ColorJitter(color_jitter, color_jitter, color_jitter),
                        seed=seed + 2)
-  ds = ds[process_index::process_count]
   ds = ds.map(_train_example).batch(batch_size, drop_remainder=True)
+  ds = ds[process_index::process_count]
   return ds.to_iter_dataset(grain.ReadOptions(num_threads=num_threads,
                                               prefetch_buffer_size=max(2, num_threads)))
 

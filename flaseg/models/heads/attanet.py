@@ -30,10 +30,16 @@ def strip_attention(q, k, v, horizontal: bool = False):
   A[b, s, h, w] = softmax_s(sum_c q̄[b, s, c] k[b, h, w, c]) (sums to 1 over s), and
   out[b, h, w, c] = sum_s v̄[b, s, c] A[b, s, h, w]. `horizontal` pools over W (H row strips).
   No scaling."""
-  axis = 2 if horizontal else 1
-  qs, vs = q.mean(axis=axis), v.mean(axis=axis)
-  attn = jax.nn.softmax(jnp.einsum("bsc,bhwc->bshw", qs, k).astype(jnp.float32), axis=1)
+  vs = v.mean(axis=2 if horizontal else 1)
+  attn = strip_attention_weights(q, k, horizontal)
   return jnp.einsum("bsc,bshw->bhwc", vs, attn.astype(v.dtype))
+
+
+def strip_attention_weights(q, k, horizontal: bool = False):
+  """A of `strip_attention`: (B, S, H, W) float32, softmax over the S strips (S = W, or H if
+  `horizontal`) for every pixel."""
+  qs = q.mean(axis=2 if horizontal else 1)
+  return jax.nn.softmax(jnp.einsum("bsc,bhwc->bshw", qs, k).astype(jnp.float32), axis=1)
 
 
 def fuse(feat16, feat32_up, atten):
@@ -43,7 +49,8 @@ def fuse(feat16, feat32_up, atten):
 
 class StripAttention(nn.Module):
   """`StripAttentionModule`: q, k = ConvBNReLU 1x1 -> `qk_channels`, v = ConvBNReLU 1x1 -> C;
-  out = x + SAM(q, k, v) (plain residual, no gamma)."""
+  out = x + SAM(q, k, v) (plain residual, no gamma). With the 'intermediates' collection
+  mutable (scripts/visualize.py), sows the strip weights 'attention' (B, S, H, W)."""
   qk_channels: int = 64
   horizontal: bool = False
   dtype: Dtype = jnp.float32
@@ -53,6 +60,8 @@ class StripAttention(nn.Module):
     q = ConvBNReLU(self.qk_channels, 1, dtype=self.dtype, name="conv1")(x, train)
     k = ConvBNReLU(self.qk_channels, 1, dtype=self.dtype, name="conv2")(x, train)
     v = ConvBNReLU(x.shape[-1], 1, dtype=self.dtype, name="conv3")(x, train)
+    if self.is_mutable_collection("intermediates"):
+      self.sow("intermediates", "attention", strip_attention_weights(q, k, self.horizontal))
     return x + strip_attention(q, k, v, self.horizontal)
 
 

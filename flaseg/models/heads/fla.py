@@ -17,6 +17,15 @@ from flaseg.models.layers import ConvBNReLU
 Dtype = Any
 
 
+def fla_attention_maps(x, enc_h, enc_w):
+  """The C x C maps of `fla_attention`: a_h (B, W, C, C), one per column, and a_w
+  (B, H, C, C), one per row; each row (over d) sums to 1."""
+  # Softmax in float32 also under bf16 compute.
+  a_h = jax.nn.softmax(jnp.einsum("bhwc,bhd->bwcd", x, enc_h).astype(jnp.float32), -1)
+  a_w = jax.nn.softmax(jnp.einsum("bhwc,bwd->bhcd", x, enc_w).astype(jnp.float32), -1)
+  return a_h.astype(x.dtype), a_w.astype(x.dtype)
+
+
 def fla_attention(x, enc_h, enc_w):
   """The Fully Attentional core (FLANet Eq. 2-4, per sample), NHWC.
 
@@ -25,10 +34,7 @@ def fla_attention(x, enc_h, enc_w):
   A = softmax_d(sum_h x[h, c] enc_h[h, d]) re-mixes channels: out[h, w, c] = sum_d A[c, d] x[h, w, d].
   No scaling. Returns out_h + out_w, (B, H, W, C).
   """
-  # Softmax in float32 also under bf16 compute.
-  a_h = jax.nn.softmax(jnp.einsum("bhwc,bhd->bwcd", x, enc_h).astype(jnp.float32), -1)
-  a_w = jax.nn.softmax(jnp.einsum("bhwc,bwd->bhcd", x, enc_w).astype(jnp.float32), -1)
-  a_h, a_w = a_h.astype(x.dtype), a_w.astype(x.dtype)
+  a_h, a_w = fla_attention_maps(x, enc_h, enc_w)
   out_h = jnp.einsum("bwcd,bhwd->bhwc", a_h, x)
   out_w = jnp.einsum("bhcd,bhwd->bhwc", a_w, x)
   return out_h + out_w
@@ -37,7 +43,11 @@ def fla_attention(x, enc_h, enc_w):
 class FullyAttentionalBlock(nn.Module):
   """`FullyAttentionalBlock(plane)`: y = x + gamma * FLA(x), gamma a scalar initialised to 0,
   then 3x3 conv (no bias) + BN + ReLU. The keys are `nn.Linear(C, C)` (with bias) of the
-  W-pooled and H-pooled features."""
+  W-pooled and H-pooled features.
+
+  With the 'intermediates' collection mutable (scripts/visualize.py), sows the maps
+  'attention_h' (B, W, C, C), 'attention_w' (B, H, C, C) and the FLA output 'response'
+  (B, H, W, C); otherwise `sow` does nothing."""
   dtype: Dtype = jnp.float32
 
   @nn.compact
@@ -46,7 +56,13 @@ class FullyAttentionalBlock(nn.Module):
     enc_h = nn.Dense(c, dtype=self.dtype, param_dtype=jnp.float32, name="conv1")(x.mean(axis=2))
     enc_w = nn.Dense(c, dtype=self.dtype, param_dtype=jnp.float32, name="conv2")(x.mean(axis=1))
     gamma = self.param("gamma", nn.initializers.zeros, (), jnp.float32)
-    y = x + gamma.astype(x.dtype) * fla_attention(x, enc_h, enc_w)
+    response = fla_attention(x, enc_h, enc_w)
+    if self.is_mutable_collection("intermediates"):
+      a_h, a_w = fla_attention_maps(x, enc_h, enc_w)
+      self.sow("intermediates", "attention_h", a_h)
+      self.sow("intermediates", "attention_w", a_w)
+      self.sow("intermediates", "response", response)
+    y = x + gamma.astype(x.dtype) * response
     return ConvBNReLU(c, 3, dtype=self.dtype, name="conv")(y, train)
 
 
