@@ -5,8 +5,9 @@
   python scripts/benchmark.py --config=configs/quickstart.py --json   # the config's crop/batch
 
 Reports one JSON object: train_img_per_s, infer_img_per_s, peak_memory_mb (device peak where
-the backend reports it, else XLA's compiled temp + argument + output sizes), params, and the
-setting. Timings are medians over `--steps` after `--warmup` compiled steps; synthetic inputs.
+the backend reports it, else XLA's compiled temp + argument + output sizes — on CPU a lower
+bound, since library fusions hide their buffers; scripts/cost.py compiles without them),
+params, and the setting. Timings are medians over `--steps` after `--warmup` compiled steps; synthetic inputs.
 """
 import argparse
 import json
