@@ -130,7 +130,7 @@ def test_dnl_attention_matches_naive():
   np.testing.assert_allclose(unary, want_unary, **TOL)
 
 
-def test_dnl_block_shares_conv_out_for_unary_term():
+def test_dnl_block_adds_unary_term_before_conv_out():
   rng = np.random.default_rng(3)
   c = 8
   x = jnp.asarray(rng.normal(size=(B, H, W, c)), jnp.float32)
@@ -151,7 +151,7 @@ def test_dnl_block_shares_conv_out_for_unary_term():
                                         proj["conv_mask"]), (c // 2) ** -0.5, 0.05)
   wo = np.asarray(params["conv_out"]["conv"]["kernel"][0, 0], np.float64)
   bn = lambda t: t / np.sqrt(1 + 1e-5) * bn_scale + bn_bias
-  want = xp + bn(np.asarray(pair) @ wo) + bn(np.asarray(unary) @ wo)[:, None, None, :]
+  want = xp + bn((np.asarray(pair) + np.asarray(unary)[:, None, None, :]) @ wo)
   np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
 
 

@@ -2,10 +2,10 @@
 attention-heads.md §7.3.
 
 Same wiring as NLHead; the block is mmseg `DisentangledNonLocal2d(reduction=2, use_scale=True,
-temperature=0.05)`: a whitened pairwise term plus a unary term, both through the same
-zero-initialised `conv_out` (1x1 conv + BN). As in mmseg the unary term (B, 1, 1, C/2) goes
-through that BN on its own, so in training its batch statistics come from B samples at 1x1
-(over the global batch here, as SyncBN), and the running statistics are updated twice per step.
+temperature=0.05)`: a whitened pairwise term plus a unary term (B, 1, 1, C/2) broadcast over
+the map and added to it, then one zero-initialised `conv_out` (1x1 conv + BN):
+`x + conv_out(y + unary)` (mmseg 1.2.2 `dnl_head.py`; checked against it with converted
+weights in tests/test_convert.py).
 """
 from typing import Any
 
@@ -39,7 +39,7 @@ def dnl_attention(theta, phi, g, mask_logits, scale, temperature=0.05):
 
 
 class DisentangledNonLocal2d(nn.Module):
-  """out = x + conv_out(pairwise) + conv_out(unary) (broadcast over H, W), one shared conv_out.
+  """out = x + conv_out(pairwise + unary) (unary broadcast over H, W).
   g/theta/phi as mmcv NonLocal2d; `conv_mask` is a plain 1x1 `nn.Conv2d(C, 1)`."""
   reduction: int = 2
   use_scale: bool = True
@@ -54,8 +54,8 @@ class DisentangledNonLocal2d(nn.Module):
     mask_logits = plain_conv(1, c, self.dtype, name="conv_mask")(x)
     scale = inter ** -0.5 if self.use_scale else 1.0
     pairwise, unary = dnl_attention(theta, phi, g, mask_logits, scale, self.temperature)
-    conv_out = ZeroInitConvBN(c, self.dtype, name="conv_out")
-    return x + conv_out(pairwise, train) + conv_out(unary[:, None, None, :], train)
+    y = pairwise + unary[:, None, None, :]
+    return x + ZeroInitConvBN(c, self.dtype, name="conv_out")(y, train)
 
 
 class DNLHead(nn.Module):
