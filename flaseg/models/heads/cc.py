@@ -7,10 +7,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from flaseg.models.heads.fcn import ClsSeg
-from flaseg.models.heads.fcn import mmseg_aux
+from flaseg.models.heads.fcn import FCNHead
 from flaseg.models.heads.nl import plain_conv
-from flaseg.models.layers import ConvBNReLU
 
 Dtype = Any
 
@@ -45,27 +43,14 @@ class CrissCrossAttention(nn.Module):
     return x + gamma.astype(x.dtype) * criss_cross_attention(q, k, v)
 
 
-class CCHead(nn.Module):
-  """mmseg CCHead on 'c5': convs_0 -> the same CrissCrossAttention `recurrence` times (shared
-  weights) -> convs_1 -> conv_cat on cat[x, out] -> Dropout2d -> 1x1. Returns {'out', 'aux'}."""
-  num_classes: int
-  channels: int = 512
+class CCHead(FCNHead):
+  """mmseg CCHead on 'c5': FCNHead with the same CrissCrossAttention applied `recurrence` times
+  (shared weights) after convs_0, plus the aux head. Returns {'out', 'aux'}."""
   recurrence: int = 2
-  concat_input: bool = True
-  dropout: float = 0.1
   aux_channels: int = 256
-  dtype: Dtype = jnp.float32
 
-  @nn.compact
-  def __call__(self, feats, train: bool = False):
-    x = feats["c5"]
-    y = ConvBNReLU(self.channels, 3, dtype=self.dtype, name="convs_0")(x, train)
+  def block(self, y, train):
     cca = CrissCrossAttention(self.dtype, name="cca")
     for _ in range(self.recurrence):
       y = cca(y)
-    y = ConvBNReLU(self.channels, 3, dtype=self.dtype, name="convs_1")(y, train)
-    if self.concat_input:
-      y = ConvBNReLU(self.channels, 3, dtype=self.dtype, name="conv_cat")(
-          jnp.concatenate([x, y], -1), train)
-    out = ClsSeg(self.num_classes, self.dropout, self.dtype, name="cls")(y, train)
-    return {"out": out, "aux": mmseg_aux(self, feats, train)}
+    return y

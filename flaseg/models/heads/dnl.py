@@ -13,10 +13,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from flaseg.models.heads.fcn import ClsSeg, mmseg_aux
+from flaseg.models.heads.fcn import FCNHead
 from flaseg.models.heads.nl import (ZeroInitConvBN, nl_attention, nl_projections,
                                     plain_conv)
-from flaseg.models.layers import ConvBNReLU
 
 Dtype = Any
 
@@ -58,28 +57,14 @@ class DisentangledNonLocal2d(nn.Module):
     return x + ZeroInitConvBN(c, self.dtype, name="conv_out")(y, train)
 
 
-class DNLHead(nn.Module):
-  """mmseg DNLHead on 'c5': convs_0 -> DisentangledNonLocal2d -> convs_1 -> conv_cat on
-  cat[x, out] -> Dropout2d -> 1x1. Returns {'out', 'aux'}."""
-  num_classes: int
-  channels: int = 512
+class DNLHead(FCNHead):
+  """mmseg DNLHead on 'c5': FCNHead with DisentangledNonLocal2d after convs_0, plus the aux
+  head. Returns {'out', 'aux'}."""
   reduction: int = 2
   use_scale: bool = True
   temperature: float = 0.05
-  concat_input: bool = True
-  dropout: float = 0.1
   aux_channels: int = 256
-  dtype: Dtype = jnp.float32
 
-  @nn.compact
-  def __call__(self, feats, train: bool = False):
-    x = feats["c5"]
-    y = ConvBNReLU(self.channels, 3, dtype=self.dtype, name="convs_0")(x, train)
-    y = DisentangledNonLocal2d(self.reduction, self.use_scale, self.temperature, self.dtype,
-                               name="dnl_block")(y, train)
-    y = ConvBNReLU(self.channels, 3, dtype=self.dtype, name="convs_1")(y, train)
-    if self.concat_input:
-      y = ConvBNReLU(self.channels, 3, dtype=self.dtype, name="conv_cat")(
-          jnp.concatenate([x, y], -1), train)
-    out = ClsSeg(self.num_classes, self.dropout, self.dtype, name="cls")(y, train)
-    return {"out": out, "aux": mmseg_aux(self, feats, train)}
+  def block(self, y, train):
+    return DisentangledNonLocal2d(self.reduction, self.use_scale, self.temperature, self.dtype,
+                                  name="dnl_block")(y, train)

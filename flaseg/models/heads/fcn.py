@@ -39,10 +39,16 @@ class FCNHead(nn.Module):
   aux_channels: int = 0  # > 0: also the mmseg auxiliary FCNHead on 'c4' as output 'aux'
   dtype: Dtype = jnp.float32
 
+  def block(self, y, train):
+    """What mmseg's attention heads (NL, DNL, CC) insert after `convs_0`; none here."""
+    return y
+
   def features(self, x, train):
     y = x
     for i in range(self.num_convs):
       y = ConvBNReLU(self.channels, 3, dtype=self.dtype, name=f"convs_{i}")(y, train)
+      if i == 0:
+        y = self.block(y, train)
     if self.concat_input:
       y = ConvBNReLU(self.channels, 3, dtype=self.dtype, name="conv_cat")(
           jnp.concatenate([x, y], -1), train)

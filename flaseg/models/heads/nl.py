@@ -20,8 +20,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from flaseg.models.heads.fcn import ClsSeg, mmseg_aux
-from flaseg.models.layers import ConvBNReLU, batch_norm, conv
+from flaseg.models.heads.fcn import FCNHead
+from flaseg.models.layers import batch_norm, conv
 
 Dtype = Any
 
@@ -154,26 +154,12 @@ class NonLocal2d(nn.Module):
     return x + ZeroInitConvBN(c, self.dtype, name="conv_out")(y, train)
 
 
-class NLHead(nn.Module):
-  """mmseg NLHead on 'c5': convs_0 (3x3 -> channels) -> NonLocal2d -> convs_1 (3x3) ->
-  conv_cat (3x3 on cat[x, out]) -> Dropout2d -> 1x1. Returns {'out', 'aux'}."""
-  num_classes: int
-  channels: int = 512
+class NLHead(FCNHead):
+  """mmseg NLHead on 'c5': FCNHead (convs_0 -> convs_1 -> conv_cat on cat[x, out] -> Dropout2d ->
+  1x1) with NonLocal2d after convs_0, plus the aux head. Returns {'out', 'aux'}."""
   reduction: int = 2
   use_scale: bool = True
-  concat_input: bool = True
-  dropout: float = 0.1
   aux_channels: int = 256
-  dtype: Dtype = jnp.float32
 
-  @nn.compact
-  def __call__(self, feats, train: bool = False):
-    x = feats["c5"]
-    y = ConvBNReLU(self.channels, 3, dtype=self.dtype, name="convs_0")(x, train)
-    y = NonLocal2d(self.reduction, self.use_scale, self.dtype, name="nl_block")(y, train)
-    y = ConvBNReLU(self.channels, 3, dtype=self.dtype, name="convs_1")(y, train)
-    if self.concat_input:
-      y = ConvBNReLU(self.channels, 3, dtype=self.dtype, name="conv_cat")(
-          jnp.concatenate([x, y], -1), train)
-    out = ClsSeg(self.num_classes, self.dropout, self.dtype, name="cls")(y, train)
-    return {"out": out, "aux": mmseg_aux(self, feats, train)}
+  def block(self, y, train):
+    return NonLocal2d(self.reduction, self.use_scale, self.dtype, name="nl_block")(y, train)
