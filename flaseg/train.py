@@ -245,14 +245,25 @@ def restore_latest(config, workdir: str, mesh):
 
 
 def evaluate_checkpoint(config, workdir: str):
-  """`--mode=eval`: evaluates the latest checkpoint of `workdir` on the validation split."""
+  """`--mode=eval`: evaluates the latest checkpoint of `workdir` on the validation split; with
+  no checkpoint there, the weights `config.init.checkpoint` names (converted by
+  `python -m flaseg.convert`), logged as step 0."""
   workdir = writer.abs_workdir(workdir)
-  if not os.path.isdir(os.path.join(workdir, "checkpoints")):
-    raise FileNotFoundError(f"no checkpoint in {os.path.join(workdir, 'checkpoints')}")
+  trained = os.path.isdir(os.path.join(workdir, "checkpoints"))
+  if not trained and not config.init.checkpoint:
+    raise FileNotFoundError(f"no checkpoint in {os.path.join(workdir, 'checkpoints')} and no "
+                            f"config.init.checkpoint to evaluate")
+  if not trained:
+    writer.prepare_workdir(workdir)
   writer.check_shared_workdir(workdir)
   mesh = parallel.make_mesh()
   val_source = data.build_source(config.data, config.data.val_split, config.seed)
   resolve_num_classes(config, val_source)
-  model, state, step = restore_latest(config, workdir, mesh)
+  if trained:
+    model, state, step = restore_latest(config, workdir, mesh)
+  else:
+    model, tx, _, _, image_shape = build(config, mesh)
+    state = _init_pretrained(config, create_state(config, model, tx, mesh, image_shape))
+    step = 0
   evaluator = evaluate.Evaluator(model, config, mesh, val_source, workdir)
   return evaluator.run(state, step, writer.MetricWriter(workdir))

@@ -151,3 +151,25 @@ def test_corrupt_checkpoint_is_reported_and_kept(uninterrupted, tmp_path):
   assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == before
   with open(os.path.join(state_dir, "_METADATA"), "rb") as f:
     assert f.read() == b"garbage"
+
+
+def test_eval_mode_on_converted_weights(tmp_path):
+  """`--mode=eval` in an empty workdir evaluates `config.init.checkpoint` (as written by
+  `python -m flaseg.convert`) at step 0; weights of another model are a one-line error."""
+  import jax
+  from flaseg import config_lib, convert, train
+  from flaseg.models import build_model
+  config = config_lib.load(os.path.join(REPO, "configs/quickstart.py:smoke"))
+  config.model.num_classes = 9
+  params, state = train.init_variables(build_model(config.model), jax.random.key(3),
+                                       (1, *config.data.crop_size, 3))
+  weights = convert.save({"params": params, "model_state": state}, str(tmp_path / "weights"))
+  workdir = str(tmp_path / "e")
+  res = _run(workdir, "--mode=eval", f"--config.init.checkpoint={weights}")
+  (record,) = _evals(_records(workdir))
+  assert record["step"] == 0 and 0.0 <= record["miou"] <= 1.0 and "mIoU" in res.stdout
+  assert not os.path.exists(os.path.join(workdir, "checkpoints"))
+  res = _run(str(tmp_path / "f"), "--mode=eval", f"--config.init.checkpoint={weights}",
+             "--config.model.backbone.depth=50", check=False)
+  assert res.returncode != 0 and "Traceback" not in res.stderr
+  assert "does not match the model" in res.stderr
