@@ -3,8 +3,8 @@
   python -m flaseg.main --config=configs/quickstart.py --workdir=runs/quickstart
 
 A small deep-stem ResNet-18 (width 16) at output stride 8 with the full FLANet head (FLA block,
-two aux heads), trained from scratch: 1500 steps of batch 16 take about 7 minutes on a 2-core
-CPU and reach a validation mIoU of about 0.59. CCNet-style OHEM (probability 0.7, the hardest
+two aux heads), trained from scratch: 1500 steps of batch 16 take 6.5 minutes on a 2-core
+CPU and reach a validation mIoU of 0.59. CCNet-style OHEM (probability 0.7, the hardest
 1/8 of a batch's pixels at least) helps the thin and small classes (pole, sign, person).
 """
 from flaseg import config_lib
