@@ -47,6 +47,7 @@ import time
 import numpy as np
 
 SOURCES = ("torchvision", "timm", "mmseg", "flanet", "denoised_nl", "attanet")
+ALIASES = {"denoisednl": "denoised_nl"}  # the spelling of the issue / the repository name
 # Where whole-model checkpoints keep the backbone.
 _BACKBONE_PREFIX = {"attanet": "head.resnet."}
 # Sources with whole-model tables.
@@ -271,6 +272,7 @@ def convert(state_dict: dict, source: str, target: dict, backbone_cfg, part: str
   'backbone.' ('head.resnet.' for AttaNet) keys of a whole-model checkpoint); part='model' converts every variable.
   Returns {'params': ..., 'model_state': {'batch_stats': ..., ...}} of numpy float32 arrays.
   Raises ConversionError listing every missing, unexpected and mis-shaped name."""
+  source = ALIASES.get(source, source)
   if source not in SOURCES:
     raise ValueError(f"--source={source!r}: choose one of {SOURCES}")
   if part not in ("backbone", "model"):
@@ -426,13 +428,14 @@ def main(argv):
   from absl import flags
   f = flags.FLAGS
   start = time.time()
+  source = ALIASES.get(f.source, f.source)
   sd = read_state_dict(f.checkpoint)
-  part = f.part or default_part(sd, f.source)
+  part = f.part or default_part(sd, source)
   target = abstract_variables(f.config)
-  variables = convert(sd, f.source, target, f.config.model.backbone, part)
+  variables = convert(sd, source, target, f.config.model.backbone, part)
   out = save(variables, f.out)
   n = sum(int(np.size(v)) for v in _flatten(variables["params"]).values())
-  print(f"converted {f.checkpoint} ({f.source}, {part}: {n:,} parameters) -> {out} in "
+  print(f"converted {f.checkpoint} ({source}, {part}: {n:,} parameters) -> {out} in "
         f"{time.time() - start:.1f} s; train from it with "
         f"config.init.{'backbone' if part == 'backbone' else 'checkpoint'}={out}")
 
@@ -442,7 +445,7 @@ if __name__ == "__main__":
   from ml_collections import config_flags
   config_flags.DEFINE_config_file("config", None, "flaseg config of the target model.",
                                   lock_config=False)
-  flags.DEFINE_enum("source", None, list(SOURCES), "Naming of the checkpoint.")
+  flags.DEFINE_enum("source", None, list(SOURCES) + list(ALIASES), "Naming of the checkpoint.")
   flags.DEFINE_string("checkpoint", None, "A .pth/.pt, .safetensors or .npz state dict.")
   flags.DEFINE_string("out", None, "Output folder (an Orbax checkpoint; must not exist).")
   flags.DEFINE_enum("part", "", ["", "backbone", "model"],
