@@ -12,6 +12,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from flaseg.models.conv import conv_general_dilated
+
 Dtype = Any
 
 # torch `kaiming_normal_(a=1)` (FLANet, AttaNet): std = 1 / sqrt(fan_in).
@@ -26,7 +28,7 @@ def conv(features: int, kernel: int = 3, stride: int = 1, dilation: int = 1,
   return nn.Conv(features, (kernel, kernel), strides=(stride, stride),
                  kernel_dilation=(dilation, dilation), padding=((pad, pad), (pad, pad)),
                  use_bias=bias, dtype=dtype, param_dtype=jnp.float32,
-                 kernel_init=kernel_init, name=name)
+                 kernel_init=kernel_init, conv_general_dilated=conv_general_dilated, name=name)
 
 
 def batch_norm(train: bool, dtype: Dtype = jnp.float32, name: Optional[str] = None,

@@ -20,6 +20,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from flaseg.models.conv import conv_general_dilated
 from flaseg.models.heads.fcn import FCNHead
 from flaseg.models.layers import batch_norm, conv
 
@@ -39,10 +40,12 @@ def plain_conv(features: int, fan_in: int, dtype: Dtype = jnp.float32, name=None
                kernel_init=None, bias_init=None) -> nn.Conv:
   """A 1x1 torch `nn.Conv2d(bias=True)`. Default init as torch: kernel and bias
   U(-1/sqrt(fan_in), 1/sqrt(fan_in)) (kaiming_uniform with a=sqrt(5))."""
-  return nn.Conv(features, (1, 1), use_bias=True, dtype=dtype, param_dtype=jnp.float32,
+  return nn.Conv(features, (1, 1), padding=((0, 0), (0, 0)), use_bias=True, dtype=dtype,
+                 param_dtype=jnp.float32,
                  kernel_init=kernel_init or nn.initializers.variance_scaling(
                      1.0 / 3.0, "fan_in", "uniform"),
-                 bias_init=bias_init or torch_bias_init(fan_in), name=name)
+                 bias_init=bias_init or torch_bias_init(fan_in),
+                 conv_general_dilated=conv_general_dilated, name=name)
 
 
 # Above this many bytes for ONE image's float32 N x N attention map, `nl_attention` processes
