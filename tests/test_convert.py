@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from flaseg import convert, train
+from flaseg import convert, torch_reference, train
 from flaseg.models import build_model
 from flaseg.models.heads.fla import FLAHead
 from flaseg.models.resnet import ResNet
@@ -223,21 +223,8 @@ def _import_torch():
   return torch
 
 
-def _declare_torchvision_ops(torch):
-  """torchvision's PyPI build lacks kernels for this torch (`operator torchvision::nms does
-  not exist` on import): declare the two operators it registers fake kernels for."""
-  if "torchvision" not in sys.modules:
-    try:
-      torch.ops.torchvision.nms
-    except (AttributeError, RuntimeError):
-      lib = torch.library.Library("torchvision", "DEF")
-      lib.define("nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
-      lib.define("qnms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
-      _declare_torchvision_ops.lib = lib  # keep the definitions alive
-
-
 def _import_timm(torch):
-  _declare_torchvision_ops(torch)  # timm imports torchvision
+  torch_reference.declare_torchvision_ops(torch)  # timm imports torchvision
   return pytest.importorskip("timm")
 
 
@@ -301,164 +288,42 @@ def test_timm_resnets_equal_pytorch(name, cfg):
     assert rel < TOL, (k, rel)
 
 
-def _torch_flanet(torch, width, channels, aux_channels, num_classes):
-  """FLANet (official model.py semantics: deep-stem dilated ResNet-18 of BasicBlocks, FLA
-  block, FLANetOutput heads), with its module names, at a small width."""
-  nn, F = torch.nn, torch.nn.functional
-
-  class Block(nn.Module):
-    def __init__(self, cin, planes, stride, dilation):
-      super().__init__()
-      self.conv1 = nn.Conv2d(cin, planes, 3, stride, dilation, dilation, bias=False)
-      self.bn1 = nn.BatchNorm2d(planes)
-      self.conv2 = nn.Conv2d(planes, planes, 3, 1, dilation, dilation, bias=False)
-      self.bn2 = nn.BatchNorm2d(planes)
-      self.downsample = None
-      if stride != 1 or cin != planes:
-        self.downsample = nn.Sequential(nn.Conv2d(cin, planes, 1, stride, bias=False),
-                                        nn.BatchNorm2d(planes))
-
-    def forward(self, x):
-      y = self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x)))))
-      return F.relu(y + (x if self.downsample is None else self.downsample(x)))
-
-  class Backbone(nn.Module):
-    def __init__(self):
-      super().__init__()
-      w = width
-      self.conv1 = nn.Sequential(nn.Conv2d(3, w, 3, 2, 1, bias=False), nn.BatchNorm2d(w),
-                                 nn.ReLU(), nn.Conv2d(w, w, 3, 1, 1, bias=False),
-                                 nn.BatchNorm2d(w), nn.ReLU(),
-                                 nn.Conv2d(w, 2 * w, 3, 1, 1, bias=False))
-      self.bn1 = nn.BatchNorm2d(2 * w)
-      cin = 2 * w
-      for s, (stride, dil) in enumerate(((1, 1), (2, 1), (1, 2), (1, 4))):
-        planes = w * 2 ** s
-        blocks = [Block(cin, planes, stride, dil), Block(planes, planes, 1, dil)]
-        setattr(self, f"layer{s + 1}", nn.Sequential(*blocks))
-        cin = planes
-
-    def forward(self, x):
-      x = F.max_pool2d(F.relu(self.bn1(self.conv1(x))), 3, 2, 1)
-      x1 = self.layer2(self.layer1(x))
-      x2 = self.layer3(x1)
-      return x1, x2, self.layer4(x2)
-
-  class FLA(nn.Module):
-    def __init__(self, c):
-      super().__init__()
-      self.conv1, self.conv2 = nn.Linear(c, c), nn.Linear(c, c)
-      self.conv = nn.Sequential(nn.Conv2d(c, c, 3, 1, 1, bias=False), nn.BatchNorm2d(c),
-                                nn.ReLU())
-      self.gamma = nn.Parameter(torch.zeros(1))
-
-    def forward(self, x):
-      b, c, h, w = x.shape
-      feat_h = x.permute(0, 3, 1, 2).reshape(b * w, c, h)
-      feat_w = x.permute(0, 2, 1, 3).reshape(b * h, c, w)
-      enc_h = self.conv1(F.avg_pool2d(x, [1, w]).view(b, c, h).permute(0, 2, 1))
-      enc_w = self.conv2(F.avg_pool2d(x, [h, 1]).view(b, c, w).permute(0, 2, 1))
-      a_h = torch.softmax(torch.matmul(feat_h, enc_h.repeat(w, 1, 1)), -1)
-      a_w = torch.softmax(torch.matmul(feat_w, enc_w.repeat(h, 1, 1)), -1)
-      aug_h = torch.bmm(a_h, feat_h).view(b, w, c, h).permute(0, 2, 3, 1)
-      aug_w = torch.bmm(a_w, feat_w).view(b, h, c, w).permute(0, 2, 1, 3)
-      return self.conv(self.gamma * (aug_h + aug_w) + x)
-
-  def output(cin, mid):
-    m = nn.Module()
-    m.conv = nn.Sequential(nn.Upsample(scale_factor=2), nn.Conv2d(cin, mid, 3, 1, 1, bias=False),
-                           nn.BatchNorm2d(mid), nn.ReLU(), nn.Dropout2d(0.1),
-                           nn.Conv2d(mid, num_classes, 1, bias=True))
-    m.forward = lambda x: m.conv(x)
-    return m
-
-  class FLANet(nn.Module):
-    def __init__(self):
-      super().__init__()
-      c5 = 8 * width
-      self.backbone = Backbone()
-      self.conv = nn.Sequential(nn.Conv2d(c5, channels, 3, 1, 1, bias=False),
-                                nn.BatchNorm2d(channels), nn.ReLU(),
-                                nn.Conv2d(channels, channels, 3, 1, 1, bias=False),
-                                nn.BatchNorm2d(channels), nn.ReLU())
-      self.fully = FLA(channels)
-      self.conv_out1 = output(c5 + channels, channels)
-      self.conv_out2 = output(2 * width, aux_channels)
-      self.conv_out3 = output(4 * width, aux_channels)
-
-    def forward(self, x):
-      h, w = x.shape[2:]
-      x1, x2, x3 = self.backbone(x)
-      y = self.conv_out1(torch.cat([x3, self.fully(self.conv(x3))], 1))
-      up = lambda t: F.interpolate(t, (h, w), mode="bilinear", align_corners=True)
-      return up(y), up(self.conv_out2(x1)), up(self.conv_out3(x2))
-
-  return FLANet()
-
-
-def test_flanet_equals_pytorch(tmp_path):
+@pytest.mark.parametrize("depth", [18, 50])
+def test_flanet_equals_pytorch(tmp_path, depth):
+  """The official FLANet definition (flaseg.torch_reference, also the benchmark's peer) with
+  BasicBlocks (the released code) and Bottlenecks (the R50/R101 of the paper)."""
   torch = _import_torch()
-  width, channels, aux, k = 16, 32, 8, 5
-  net = _randomise(torch, _torch_flanet(torch, width, channels, aux, k))
-  img = np.random.default_rng(2).uniform(0, 255, (1, 48, 72, 3)).astype(np.float32)
+  F = torch.nn.functional
+  width, channels, aux, k = (16, 32, 8, 5) if depth == 18 else (8, 16, 8, 5)
+  net = _randomise(torch, torch_reference.flanet(depth, k, width, channels, aux))
+  img = np.random.default_rng(2).uniform(0, 255, (2, 48, 72, 3)).astype(np.float32)
   x = (img - np.asarray(IMAGENET_MEAN, np.float32)) / np.asarray(IMAGENET_STD, np.float32)
   with torch.no_grad():
-    ref = [t.numpy().transpose(0, 2, 3, 1)
-           for t in net(torch.from_numpy(x.transpose(0, 3, 1, 2).copy()))]
+    outs = net(torch.from_numpy(x.transpose(0, 3, 1, 2).copy()))
+    ref = {key: F.interpolate(t, img.shape[1:3], mode="bilinear", align_corners=True)
+           .numpy().transpose(0, 2, 3, 1) for key, t in outs.items()}
 
   # Through a .pth file and the reader, as the CLI does.
   torch.save(net.state_dict(), tmp_path / "flanet.pth")
   sd = convert.read_state_dict(str(tmp_path / "flanet.pth"))
-  cfg = dict(depth=18, stem="deep", output_stride=8, width=width)
+  cfg = dict(depth=depth, stem="deep", output_stride=8, width=width)
   model = Segmenter(ResNet(**cfg), FLAHead(k, channels=channels, aux_channels=aux),
                     align_corners=True)
   target = _variables(model, img.shape)
   assert convert.default_part(sd, "flanet") == "model"
   v = convert.convert(sd, "flanet", target, cfg, "model")
   out = model.apply({"params": v["params"], **v["model_state"]}, jnp.asarray(img))
-  for key, r in zip(("out", "aux1", "aux2"), ref):
+  assert sorted(ref) == ["aux1", "aux2", "out"]
+  for key, r in ref.items():
     rel = _rel(out[key], r)
-    print(f"flanet {key}: max relative difference {rel:.2e}")
+    print(f"flanet-{depth} {key}: max relative difference {rel:.2e}")
     assert rel < TOL, (key, rel)
 
 
 def _import_mmseg(torch):
-  """mmseg 1.2.2 with mmcv-lite (no compiled ops): a bare `mmcv.ops` package stands in for
-  the compiled one (its names become empty modules, used by networks not tested here)."""
-  _declare_torchvision_ops(torch)  # mmengine imports torchvision
   pytest.importorskip("mmseg")
   pytest.importorskip("mmcv")
-  import types
-  try:
-    import mmcv.ops  # noqa: F401  (a full mmcv with compiled ops)
-  except ImportError:
-    ops = types.ModuleType("mmcv.ops")
-    ops.__path__ = []
-    ops.__file__ = "mmcv_ops_stub"
-
-    def missing(name):
-      if name.startswith("__"):
-        raise AttributeError(name)
-      return type(name, (torch.nn.Module,), {})
-
-    ops.__getattr__ = missing
-    sys.modules["mmcv.ops"] = ops
-    # CCNet's CrissCrossAttention is plain PyTorch in mmcv: load that one file.
-    import importlib.util
-    spec = importlib.util.find_spec("mmcv")
-    path = os.path.join(spec.submodule_search_locations[0], "ops", "cc_attention.py")
-    if os.path.isfile(path):
-      cc_spec = importlib.util.spec_from_file_location("mmcv.ops.cc_attention", path)
-      cc = importlib.util.module_from_spec(cc_spec)
-      sys.modules["mmcv.ops.cc_attention"] = cc
-      cc_spec.loader.exec_module(cc)
-      ops.CrissCrossAttention = cc.CrissCrossAttention
-  import mmcv
-  mmcv.ops = sys.modules["mmcv.ops"]
-  from mmseg.registry import MODELS
-  from mmseg.utils import register_all_modules
-  register_all_modules()
-  return MODELS
+  return torch_reference.import_mmseg(torch)
 
 
 _K = 5
@@ -521,6 +386,16 @@ def test_mmseg_networks_equal_pytorch(head):
   config.model.backbone.width = 16
   config.model.head_kwargs.update(dict(aux_channels=16, **flaseg_kwargs))
   config.data.crop_size = img.shape[1:3]
+  # The benchmark's peer (torch_reference.mmseg_segmentor) builds this same network from the
+  # flaseg config: the same modules and shapes (strict load), the same outputs.
+  built = torch_reference.mmseg_segmentor(config)
+  built.load_state_dict(net.state_dict())
+  with torch.no_grad():
+    got = torch_reference.mmseg_outputs(built.eval(), torch.from_numpy(
+        x.transpose(0, 3, 1, 2).copy()), train=False)["out"]
+  np.testing.assert_allclose(F.interpolate(got, img.shape[1:3], mode="bilinear",
+                                           align_corners=True).numpy().transpose(0, 2, 3, 1),
+                             ref["out"], rtol=1e-5, atol=1e-5)
   model = build_model(config.model)
   v = convert.convert(_state_dict(net), "mmseg", convert.abstract_variables(config),
                       config.model.backbone, "model")
@@ -784,7 +659,7 @@ def _torch_attanet(torch, torchvision, num_classes):
 
 def test_attanet_equals_pytorch():
   torch = _import_torch()
-  _declare_torchvision_ops(torch)
+  torch_reference.declare_torchvision_ops(torch)
   torchvision = pytest.importorskip("torchvision")
   k = 5
   net = _randomise(torch, _torch_attanet(torch, torchvision, k))
