@@ -7,7 +7,17 @@
 Reports one JSON object: train_img_per_s, infer_img_per_s, peak_memory_mb (device peak where
 the backend reports it, else XLA's compiled temp + argument + output sizes — on CPU a lower
 bound, since library fusions hide their buffers; scripts/cost.py compiles without them),
-params, and the setting. Timings are medians over `--steps` after `--warmup` compiled steps; synthetic inputs.
+params, the XLA-counted GFLOP of each step and their rate as a fraction of this device's
+measured n^3 matmul rate (`--matmul`), and the setting. Timings are medians over `--steps`
+after `--warmup` compiled steps, on synthetic inputs.
+
+`--reference=torch` also runs the same network in PyTorch, in the same process, on inputs of
+the same shape (flaseg.torch_reference: mmsegmentation's EncoderDecoder for fcn/nl/dnl/danet/ccnet/
+emanet/isanet, the official FLANet definition for fla) and adds reference_train_img_per_s and
+reference_infer_img_per_s:
+
+  python scripts/benchmark.py --config=configs/danet_cityscapes.py --size=512x512 --batch=2 \
+      --reference=torch --json
 """
 import argparse
 import json
@@ -45,10 +55,23 @@ def _time(fn, steps, warmup):
   return float(np.median(times))
 
 
-def benchmark(config, size, batch, steps=5, warmup=1):
+def matmul_peak_gflops(n=4096, dtype=jnp.float32):
+  """GFLOP/s of an n x n x n matmul on the default device: the measured peak that the
+  `*_fraction_of_matmul_peak` figures divide by (model FLOP utilisation against what this
+  machine's matmul actually reaches, not a datasheet number)."""
+  a = jnp.ones((n, n), dtype)
+  mm = jax.jit(lambda x: x @ x)
+  return 2 * n ** 3 / 1e9 / _time(lambda: mm(a), 3, 1)
+
+
+def _gflop(compiled):
+  cost = compiled.cost_analysis()
+  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+  return float(cost.get("flops", float("nan"))) / 1e9 if cost else float("nan")
+
+
+def benchmark(config, size, batch, steps=5, warmup=1, matmul=4096):
   """Returns the benchmark record for `config` at images (batch, *size, 3)."""
-  if config.model.num_classes == 0:
-    config.model.num_classes = 19
   mesh = parallel.make_mesh()
   parallel.check_batch_size(batch, mesh, "--batch")
   model = build_model(config.model)
@@ -81,16 +104,30 @@ def benchmark(config, size, batch, steps=5, warmup=1):
   compiled_infer = infer.lower(variables, gb["image"]).compile()
   infer_s = _time(lambda: compiled_infer(variables, gb["image"]), steps, warmup)
   n_params = sum(int(np.prod(a.shape)) for a in jax.tree.leaves(params))
+  peak = matmul_peak_gflops(matmul)
+  train_gflop, infer_gflop = _gflop(compiled_train), _gflop(compiled_infer)
   return {"config": config.model.head, "size": list(size), "batch": batch,
           "backbone": f"resnet{config.model.backbone.depth}", "dtype": config.model.dtype,
           "devices": f"{jax.device_count()}x{jax.devices()[0].device_kind}",
           "params": n_params,
           "train_img_per_s": batch / train_s, "infer_img_per_s": batch / infer_s,
           "peak_memory_mb": max(train_peak, _peak_mb(compiled_infer)),
-          "train_step_s": train_s, "infer_step_s": infer_s}
+          "train_step_s": train_s, "infer_step_s": infer_s,
+          "train_gflop_per_step": train_gflop, "infer_gflop_per_step": infer_gflop,
+          "train_gflop_per_s": train_gflop / train_s, "infer_gflop_per_s": infer_gflop / infer_s,
+          "matmul_peak_gflop_per_s": peak,
+          "train_fraction_of_matmul_peak": train_gflop / train_s / peak,
+          "infer_fraction_of_matmul_peak": infer_gflop / infer_s / peak}
 
 
 def main():
+  try:
+    run()
+  except ValueError as e:  # bad config, head or size: one line, no traceback
+    sys.exit(f"benchmark.py: {e}")
+
+
+def run():
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   p.add_argument("--config", required=True, help="configs/X.py[:arg]")
   p.add_argument("--size", default="", help="HxW (default: the config's crop)")
@@ -99,6 +136,9 @@ def main():
   p.add_argument("--dtype", default="", help="float32|bfloat16 compute")
   p.add_argument("--steps", type=int, default=5)
   p.add_argument("--warmup", type=int, default=1)
+  p.add_argument("--matmul", type=int, default=4096, help="n of the n^3 matmul peak")
+  p.add_argument("--reference", default="", choices=("", "torch"),
+                 help="also time the PyTorch peer of the network (see the docstring)")
   p.add_argument("--json", action="store_true", help="print only the JSON object")
   a = p.parse_args()
   config = config_lib.load(a.config)
@@ -108,7 +148,15 @@ def main():
     config.model.dtype = a.dtype
   size = tuple(int(v) for v in a.size.lower().split("x")) if a.size else tuple(
       config.data.crop_size)
-  record = benchmark(config, size, a.batch or config.train.batch_size, a.steps, a.warmup)
+  batch = a.batch or config.train.batch_size
+  if config.model.num_classes == 0:  # 'the dataset's' (:smoke): Cityscapes' 19
+    config.model.num_classes = 19
+  if a.reference:
+    from flaseg import torch_reference
+    torch_reference.build(config)  # an unsupported head fails before the long flaseg run
+  record = benchmark(config, size, batch, a.steps, a.warmup, a.matmul)
+  if a.reference:
+    record.update(torch_reference.benchmark(config, size, batch, a.steps, a.warmup))
   if a.json:
     print(json.dumps(record))
   else:

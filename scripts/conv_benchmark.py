@@ -1,0 +1,92 @@
+"""GFLOP/s of every conv shape of a ResNet-50-D8 at 512x512, batch 2: XLA's convolution
+(forward, weight gradient, input gradient) against flaseg's lowering (flaseg.models.conv) for
+a whole forward + backward, and the n^3 matmul rate for scale.
+
+  python scripts/conv_benchmark.py [--json]
+
+This is the measurement behind flaseg.models.conv's CPU path; on GPU/TPU both columns run
+the same lax convolution.
+"""
+import argparse
+import json
+import os
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from flaseg.models import conv as conv_lib  # noqa: E402
+
+# (input H = W, Cin, Cout, kernel, stride, dilation): the stem, layer1-4 of ResNetV1c-50-D8
+# and the 3x3 head conv over layer4, at a 512x512 input.
+SHAPES = [(512, 3, 32, 3, 2, 1), (256, 32, 64, 3, 1, 1), (128, 64, 64, 1, 1, 1),
+          (128, 64, 64, 3, 1, 1), (128, 64, 256, 1, 1, 1), (128, 256, 64, 1, 1, 1),
+          (128, 128, 128, 3, 2, 1), (128, 256, 512, 1, 2, 1), (64, 512, 128, 1, 1, 1),
+          (64, 128, 128, 3, 1, 1), (64, 256, 256, 3, 1, 2), (64, 1024, 256, 1, 1, 1),
+          (64, 256, 1024, 1, 1, 1), (64, 512, 512, 3, 1, 4), (64, 2048, 512, 1, 1, 1),
+          (64, 2048, 512, 3, 1, 1)]
+DN = ("NHWC", "HWIO", "NHWC")
+
+
+def _time(fn, *args, reps=3):
+  jax.block_until_ready(fn(*args))
+  best = float("inf")
+  for _ in range(reps):
+    t = time.perf_counter()
+    jax.block_until_ready(fn(*args))
+    best = min(best, time.perf_counter() - t)
+  return best
+
+
+def measure(h, cin, cout, k, stride, dilation, batch=2):
+  rng = np.random.default_rng(0)
+  x = jnp.asarray(rng.standard_normal((batch, h, h, cin)), jnp.float32)
+  w = jnp.asarray(rng.standard_normal((k, k, cin, cout)) * 0.02, jnp.float32)
+  p = dilation * (k - 1) // 2
+  args = ((stride, stride), ((p, p), (p, p)))
+  kw = dict(rhs_dilation=(dilation, dilation), dimension_numbers=DN)
+  xla = lambda a, b: lax.conv_general_dilated(a, b, *args, **kw)
+  ours = lambda a, b: conv_lib.conv_general_dilated(a, b, *args, **kw)
+  y = xla(x, w)
+  dy = jnp.asarray(rng.standard_normal(y.shape), jnp.float32)
+  gflop = 2 * y.size * cin * k * k / 1e9
+
+  def fwd_bwd(f):
+    return jax.jit(lambda a, b: jax.vjp(f, a, b)[1](dy) + (f(a, b),))
+
+  rate = lambda s, n=1: n * gflop / s
+  return {"shape": f"{h}x{h} {cin}->{cout} k{k} s{stride} d{dilation}", "gflop": gflop,
+          "xla_fwd": rate(_time(jax.jit(xla), x, w)),
+          "xla_weight_grad": rate(_time(jax.jit(lambda a, b: jax.vjp(lambda v: xla(a, v), b)[1](
+              dy)[0]), x, w)),
+          "xla_input_grad": rate(_time(jax.jit(lambda a, b: jax.vjp(lambda v: xla(v, b), a)[1](
+              dy)[0]), x, w)),
+          "xla_fwd_bwd": rate(_time(fwd_bwd(xla), x, w), 3),
+          "flaseg_fwd_bwd": rate(_time(fwd_bwd(ours), x, w), 3)}
+
+
+def main():
+  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  p.add_argument("--json", action="store_true")
+  a = p.parse_args()
+  n = 4096
+  m = jnp.ones((n, n), jnp.float32)
+  peak = 2 * n ** 3 / 1e9 / _time(jax.jit(lambda v: v @ v), m)
+  rows = [measure(*s) for s in SHAPES]
+  if a.json:
+    print(json.dumps({"device": jax.devices()[0].device_kind, "matmul_gflop_per_s": peak,
+                      "convs": rows}))
+    return
+  print(f"{n}^3 matmul: {peak:.0f} GFLOP/s on {jax.devices()[0].device_kind}")
+  print(f"{'conv (batch 2)':>32} {'GFLOP':>6} | XLA fwd  dW   dx  fwd+bwd | flaseg fwd+bwd")
+  for r in rows:
+    print(f"{r['shape']:>32} {r['gflop']:6.2f} | {r['xla_fwd']:5.0f} {r['xla_weight_grad']:4.0f} "
+          f"{r['xla_input_grad']:4.0f} {r['xla_fwd_bwd']:7.0f} | {r['flaseg_fwd_bwd']:7.0f}")
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,53 @@
+"""scripts/benchmark.py: one JSON object with the throughput, FLOP and peak-fraction fields,
+and with `--reference=torch` the PyTorch peer's figures from the same run."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from flaseg import config_lib, torch_reference
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _run(*args):
+  env = dict(os.environ, XLA_FLAGS="")  # one CPU device, as a user's machine
+  return subprocess.run([sys.executable, "scripts/benchmark.py", *args], cwd=REPO, env=env,
+                        capture_output=True, text=True, timeout=600)
+
+
+def test_benchmark_json_with_torch_reference():
+  pytest.importorskip("torch")
+  pytest.importorskip("mmseg")
+  r = _run("--config=configs/danet_cityscapes.py:smoke", "--size=24x40", "--batch=2",
+           "--steps=1", "--warmup=1", "--matmul=256", "--reference=torch", "--json")
+  assert r.returncode == 0, r.stderr[-3000:]
+  record = json.loads(r.stdout.strip().splitlines()[-1])
+  assert record["config"] == "danet" and record["size"] == [24, 40] and record["batch"] == 2
+  for key in ("train_img_per_s", "infer_img_per_s", "peak_memory_mb", "train_gflop_per_step",
+              "matmul_peak_gflop_per_s", "train_fraction_of_matmul_peak",
+              "reference_train_img_per_s", "reference_infer_img_per_s"):
+    assert record[key] > 0, key
+  # A train step costs more than an inference, and about 3x its FLOPs.
+  assert 2 < record["train_gflop_per_step"] / record["infer_gflop_per_step"] < 4.5
+  assert record["reference"].startswith("mmseg")
+
+
+def test_torch_fla_reference_trains_and_infers():
+  pytest.importorskip("torch")
+  config = config_lib.load(os.path.join(REPO, "configs/fla_cityscapes.py:smoke"))
+  config.model.num_classes = 19
+  record = torch_reference.benchmark(config, (24, 40), 2, steps=1, warmup=0)
+  assert record["reference_train_img_per_s"] > 0 and record["reference_infer_img_per_s"] > 0
+  assert record["reference"].startswith("torch FLANet")
+
+
+def test_reference_names_the_heads_it_covers():
+  config = config_lib.load(os.path.join(REPO, "configs/sanet_cityscapes.py:smoke"))
+  with pytest.raises(ValueError, match="no PyTorch reference for model.head='sanet'.*fla"):
+    torch_reference.build(config)
+  r = _run("--config=configs/sanet_cityscapes.py:smoke", "--reference=torch", "--json")
+  assert r.returncode != 0
+  assert "no PyTorch reference for model.head='sanet'" in r.stderr.strip().splitlines()[-1]
