@@ -63,10 +63,21 @@ def test_resnet_feature_shapes(stem, os_, depth):
   assert sum(k.startswith("stem_conv") for k in variables["params"]) == stem_names
 
 
+def _default_platform_eqns(jaxpr):
+  """Equations, inlining the platform-independent branch of `lax.platform_dependent` (where
+  flaseg.models.conv puts lax's convolution; the CPU branch uses matmuls)."""
+  for e in jaxpr.eqns:
+    platforms = e.params.get("branches_platforms") if e.primitive.name == "cond" else None
+    if platforms:
+      yield from _default_platform_eqns(e.params["branches"][list(platforms).index(None)].jaxpr)
+    else:
+      yield e
+
+
 def _conv_windows(model, x):
   """(rhs_dilation, padding) of every convolution, in execution order."""
   v = model.init(jax.random.key(0), x)
-  eqns = jax.make_jaxpr(lambda v: model.apply(v, x))(v).eqns
+  eqns = _default_platform_eqns(jax.make_jaxpr(lambda v: model.apply(v, x))(v).jaxpr)
   return [(e.params["rhs_dilation"], e.params["padding"]) for e in eqns
           if e.primitive.name == "conv_general_dilated"]
 
