@@ -104,3 +104,84 @@ def test_flax_conv_keeps_its_parameters_and_bfloat16():
   assert g["kernel"].dtype == jnp.float32
   ref = jax.grad(lambda w: _lax(x, w, 1, 2, ((2, 2), (2, 2))).sum())(params["kernel"])
   np.testing.assert_allclose(g["kernel"], ref, rtol=2e-2, atol=2e-2 * float(jnp.abs(ref).max()))
+
+
+# (batch, H, W, Cin, Cout, dilation): "same" 3x3 convs the CPU computes as Winograd F(2x2,
+# 3x3). H != W; sizes that are not a multiple of the 2*d tile (padded and cropped), one that is
+# smaller than a tile, asymmetric dilation, Cin != Cout.
+WINOGRAD_CASES = [
+    (1, 9, 13, 128, 130, (1, 1)),
+    (3, 11, 8, 128, 128, (2, 2)),
+    (2, 7, 10, 129, 128, (4, 1)),
+    (2, 5, 6, 128, 131, (4, 4)),
+]
+
+
+def _naive_conv_float64(x, w, dilation):
+  """The "same" 3x3 conv as a sum over taps in float64 numpy: the independent reference."""
+  x, w = np.asarray(x, np.float64), np.asarray(w, np.float64)
+  (dh, dw), (_, h, wd, _) = dilation, x.shape
+  xp = np.pad(x, ((0, 0), (dh, dh), (dw, dw), (0, 0)))
+  return sum(xp[:, i * dh:i * dh + h, j * dw:j * dw + wd] @ w[i, j]
+             for i in range(3) for j in range(3))
+
+
+@pytest.mark.parametrize("batch,h,w,cin,cout,dilation", WINOGRAD_CASES)
+def test_winograd_equals_lax_and_is_as_accurate(batch, h, w, cin, cout, dilation):
+  """Value, input gradient and weight gradient equal lax's convolution; the value's error
+  against a float64 sum over taps is within 4x of lax's own float32 error."""
+  rng = np.random.default_rng(cin + cout + h)
+  x = jnp.asarray(rng.standard_normal((batch, h, w, cin)), jnp.float32)
+  kernel = jnp.asarray(rng.standard_normal((3, 3, cin, cout)), jnp.float32)
+  pad = tuple((d, d) for d in dilation)
+  dn = ("NHWC", "HWIO", "NHWC")
+  ref = lambda a, b: lax.conv_general_dilated(a, b, (1, 1), pad, rhs_dilation=dilation,
+                                              dimension_numbers=dn)
+  ours = lambda a, b: conv_lib.conv_general_dilated(a, b, (1, 1), pad, rhs_dilation=dilation,
+                                                    dimension_numbers=dn)
+  assert conv_lib._winograd_applies(x, kernel, (1, 1), pad, dilation)
+  ref_y, ref_vjp = jax.vjp(ref, x, kernel)
+  y, vjp = jax.jit(lambda a, b: jax.vjp(ours, a, b))(x, kernel)
+  dy = jnp.asarray(rng.standard_normal(ref_y.shape), jnp.float32)
+  for got, want in zip((y, *vjp(dy)), (ref_y, *ref_vjp(dy))):
+    scale = float(jnp.abs(want).max())
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-5 * scale)
+  exact = _naive_conv_float64(x, kernel, dilation)
+  assert np.abs(np.asarray(y) - exact).max() <= 4 * np.abs(np.asarray(ref_y) - exact).max()
+  np.testing.assert_array_equal(conv_lib.winograd_conv3x3(x, kernel, list(dilation)), y)
+
+
+def test_winograd_is_the_compiled_path_only_where_it_applies():
+  """An eligible conv and its gradients compile to dots, no convolution; fewer channels,
+  bfloat16, a stride or other padding keep the direct path."""
+  dn = ("NHWC", "HWIO", "NHWC")
+
+  def hlo(cin, stride=1, padding=((1, 1), (1, 1)), dtype=jnp.float32):
+    x = jnp.ones((2, 12, 10, cin), dtype)
+    f = lambda w: conv_lib.conv_general_dilated(x, w, (stride, stride), padding,
+                                                dimension_numbers=dn).astype(jnp.float32).sum()
+    return jax.jit(jax.value_and_grad(f)).lower(jnp.ones((3, 3, cin, 128), dtype)).as_text(
+        "hlo")
+
+  assert "convolution(" not in hlo(128)
+  for text in (hlo(127), hlo(128, stride=2), hlo(128, padding=((0, 0), (0, 0))),
+               hlo(128, dtype=jnp.bfloat16)):
+    assert "convolution(" in text
+
+
+def test_direct_convolutions_counts_the_direct_flops():
+  """Inside `direct_convolutions` an eligible conv lowers as the direct conv (2 * Cin*Cout
+  FLOPs per output and kernel tap inside the image: XLA skips the zero padding); outside,
+  Winograd executes its 16 matmuls over the 2x2 tiles and little else."""
+  x = jax.ShapeDtypeStruct((2, 16, 12, 128), jnp.float32)
+  w = jax.ShapeDtypeStruct((3, 3, 128, 128), jnp.float32)
+  f = lambda a, b: conv_lib.conv_general_dilated(a, b, (1, 1), ((1, 1), (1, 1)),
+                                                 dimension_numbers=("NHWC", "HWIO", "NHWC"))
+  flops = lambda: jax.jit(lambda a, b: f(a, b)).lower(x, w).cost_analysis()["flops"]
+  taps_h, taps_w = 16 * 3 - 2, 12 * 3 - 2  # the first and last row (column) lose a tap
+  direct = 2 * 2 * taps_h * taps_w * 128 * 128
+  winograd = 2 * 16 * (2 * 8 * 6) * 128 * 128  # 16 matmuls over 2 x 8 x 6 tiles
+  assert winograd <= flops() < 1.1 * winograd
+  with conv_lib.direct_convolutions():
+    assert flops() == pytest.approx(direct, rel=1e-3)
+  assert winograd <= flops() < 1.1 * winograd  # restored
