@@ -15,11 +15,11 @@ scripts/install_reference_packages.sh). flaseg's training path never imports thi
 """
 import os
 import sys
-import time
 import types
 
 import numpy as np
 
+from flaseg import timing
 from flaseg.models import resnet
 
 MMSEG_HEADS = ("fcn", "nl", "dnl", "danet", "ccnet", "emanet", "isanet")
@@ -112,11 +112,9 @@ def mmseg_segmentor(config):
   """mmseg's EncoderDecoder equivalent to `build_model(config.model)` (mmseg heads only)."""
   torch = import_torch()
   models = import_mmseg(torch)
+  check(config)
   m = config.model
   bb = m.backbone
-  if bb.stem != "v1c" or bb.get("multi_grid") or bb.get("avg_down"):
-    raise ValueError(f"config.model.backbone: mmseg's ResNetV1c needs stem='v1c' and no "
-                     f"multi_grid/avg_down; got stem={bb.stem!r}")
   strides, dilations = resnet.OUTPUT_STRIDES[bb.output_stride]
   chans = resnet.feature_channels(bb.depth, bb.width)
   norm = dict(type="BN", requires_grad=True)
@@ -288,35 +286,36 @@ def flanet(depth: int, num_classes: int, width: int = 64, channels: int = 512,
   return FLANet()
 
 
+def check(config):
+  """Raises a one-line ValueError if `config` has no PyTorch peer here; builds nothing."""
+  m = config.model
+  bb = m.backbone
+  if m.head in MMSEG_HEADS:
+    if bb.stem != "v1c" or bb.get("multi_grid") or bb.get("avg_down"):
+      raise ValueError(f"config.model.backbone: mmseg's ResNetV1c needs stem='v1c' and no "
+                       f"multi_grid/avg_down; got stem={bb.stem!r}")
+  elif m.head == "fla":
+    if bb.stem != "deep" or bb.output_stride != 8:
+      raise ValueError("--reference=torch for fla needs the official backbone: "
+                       "config.model.backbone.stem='deep', output_stride=8")
+  else:
+    raise ValueError(f"--reference=torch: no PyTorch reference for model.head={m.head!r}; "
+                     f"it covers {', '.join(REFERENCE_HEADS)}")
+
+
 def build(config):
   """(torch module, outputs(net, x, train) -> dict of logits, description) for a config."""
+  check(config)
   m = config.model
   if m.head in MMSEG_HEADS:
     import mmseg
     return (mmseg_segmentor(config), mmseg_outputs,
             f"mmseg {mmseg.__version__} EncoderDecoder, ResNetV1c-{m.backbone.depth}")
-  if m.head == "fla":
-    bb, kw = m.backbone, dict(m.head_kwargs)
-    if bb.stem != "deep" or bb.output_stride != 8:
-      raise ValueError("--reference=torch for fla needs the official backbone: "
-                       "config.model.backbone.stem='deep', output_stride=8")
-    net = flanet(bb.depth, m.num_classes, bb.width, kw.get("channels", 512),
-                 kw.get("aux_channels", 64), kw.get("dropout", 0.1))
-    return (net, lambda n, x, train: n(x, aux=train),
-            f"torch FLANet (official model.py), deep-stem ResNet-{bb.depth}")
-  raise ValueError(f"--reference=torch: no PyTorch reference for model.head={m.head!r}; "
-                   f"it covers {', '.join(REFERENCE_HEADS)}")
-
-
-def _median_time(fn, steps, warmup):
-  for _ in range(warmup):
-    fn()
-  times = []
-  for _ in range(steps):
-    t = time.perf_counter()
-    fn()
-    times.append(time.perf_counter() - t)
-  return float(np.median(times))
+  bb, kw = m.backbone, dict(m.head_kwargs)  # fla: check() admits nothing else
+  net = flanet(bb.depth, m.num_classes, bb.width, kw.get("channels", 512),
+               kw.get("aux_channels", 64), kw.get("dropout", 0.1))
+  return (net, lambda n, x, train: n(x, aux=train),
+          f"torch FLANet (official model.py), deep-stem ResNet-{bb.depth}")
 
 
 def benchmark(config, size, batch, steps=5, warmup=1, seed=0):
@@ -351,8 +350,8 @@ def benchmark(config, size, batch, steps=5, warmup=1, seed=0):
     with torch.inference_mode():
       resize(outputs(net, x, False)["out"]).argmax(1)
 
-  train_s = _median_time(train_step, steps, warmup)
-  infer_s = _median_time(infer, steps, warmup)
+  train_s = timing.median_seconds(train_step, steps, warmup, block=False)
+  infer_s = timing.median_seconds(infer, steps, warmup, block=False)
   return {"reference": f"{description}, torch {torch.__version__}, "
                        f"{torch.get_num_threads()} threads",
           "reference_train_img_per_s": batch / train_s,

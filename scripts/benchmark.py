@@ -7,8 +7,11 @@
 Reports one JSON object: train_img_per_s, infer_img_per_s, peak_memory_mb (device peak where
 the backend reports it, else XLA's compiled temp + argument + output sizes — on CPU a lower
 bound, since library fusions hide their buffers; scripts/cost.py compiles without them),
-params, the XLA-counted GFLOP of each step and their rate as a fraction of this device's
-measured n^3 matmul rate (`--matmul`), and the setting. Timings are medians over `--steps`
+params, the XLA-counted GFLOP of each compiled step (what executes) and their rate as a
+fraction of this device's measured n^3 matmul rate (`--matmul`), the model GFLOP of each step
+(convolutions counted as the direct conv, as GPU/TPU run them and papers count them) and
+their rate over the same peak (`*_mfu`, model FLOP utilisation), and the setting. They differ
+only on CPU, where "same" 3x3 convs execute as Winograd F(2x2, 3x3) with 2.25x fewer FLOPs. Timings are medians over `--steps`
 after `--warmup` compiled steps, on synthetic inputs.
 
 `--reference=torch` also runs the same network in PyTorch, in the same process, on inputs of
@@ -23,15 +26,15 @@ import argparse
 import json
 import os
 import sys
-import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from flaseg import config_lib, optim, parallel, train  # noqa: E402
+from flaseg import config_lib, optim, parallel, timing, train  # noqa: E402
 from flaseg.models import build_model  # noqa: E402
+from flaseg.models import conv as conv_lib  # noqa: E402
 
 
 def _peak_mb(compiled):
@@ -44,24 +47,19 @@ def _peak_mb(compiled):
   return (m.temp_size_in_bytes + m.argument_size_in_bytes + m.output_size_in_bytes) / 2**20
 
 
-def _time(fn, steps, warmup):
-  for _ in range(warmup):
-    jax.block_until_ready(fn())
-  times = []
-  for _ in range(steps):
-    t = time.perf_counter()
-    jax.block_until_ready(fn())
-    times.append(time.perf_counter() - t)
-  return float(np.median(times))
-
-
 def matmul_peak_gflops(n=4096, dtype=jnp.float32):
   """GFLOP/s of an n x n x n matmul on the default device: the measured peak that the
   `*_fraction_of_matmul_peak` figures divide by (model FLOP utilisation against what this
   machine's matmul actually reaches, not a datasheet number)."""
   a = jnp.ones((n, n), dtype)
   mm = jax.jit(lambda x: x @ x)
-  return 2 * n ** 3 / 1e9 / _time(lambda: mm(a), 3, 1)
+  return 2 * n ** 3 / 1e9 / timing.median_seconds(lambda: mm(a), 3, 1)
+
+
+def _model_gflop(fn, *args):
+  """GFLOP of fn's lowering with direct convolutions (a fresh trace: jit caches traces)."""
+  with conv_lib.direct_convolutions():
+    return jax.jit(lambda *a: fn(*a)).lower(*args).cost_analysis()["flops"] / 1e9
 
 
 def _gflop(compiled):
@@ -87,8 +85,8 @@ def benchmark(config, size, batch, steps=5, warmup=1, matmul=4096):
   batch_np = {"image": rng.integers(0, 256, shape).astype(np.uint8),
               "label": rng.integers(0, config.model.num_classes, shape[:3]).astype(np.int32)}
   gb = parallel.global_batch(batch_np, mesh)
-  step = jax.jit(train.make_train_step(model, tx, schedule, config.loss),
-                 in_shardings=(repl, data, repl), out_shardings=(repl, repl))
+  train_fn = train.make_train_step(model, tx, schedule, config.loss)
+  step = jax.jit(train_fn, in_shardings=(repl, data, repl), out_shardings=(repl, repl))
   key = jax.random.key(0)
   compiled_train = step.lower(state, gb, key).compile()
   holder = {"state": state}
@@ -97,15 +95,18 @@ def benchmark(config, size, batch, steps=5, warmup=1, matmul=4096):
     holder["state"], m = compiled_train(holder["state"], gb, key)
     return m["loss"]
 
-  train_s = _time(train_once, steps, warmup)
+  train_s = timing.median_seconds(train_once, steps, warmup)
   train_peak = _peak_mb(compiled_train)
   variables = {"params": holder["state"].params, **holder["state"].model_state}
-  infer = jax.jit(lambda v, x: jnp.argmax(model.apply(v, x)["out"], -1))
-  compiled_infer = infer.lower(variables, gb["image"]).compile()
-  infer_s = _time(lambda: compiled_infer(variables, gb["image"]), steps, warmup)
+  infer_fn = lambda v, x: jnp.argmax(model.apply(v, x)["out"], -1)  # noqa: E731
+  compiled_infer = jax.jit(infer_fn).lower(variables, gb["image"]).compile()
+  infer_s = timing.median_seconds(lambda: compiled_infer(variables, gb["image"]), steps,
+                                 warmup)
   n_params = sum(int(np.prod(a.shape)) for a in jax.tree.leaves(params))
   peak = matmul_peak_gflops(matmul)
   train_gflop, infer_gflop = _gflop(compiled_train), _gflop(compiled_infer)
+  train_model = _model_gflop(train_fn, holder["state"], gb, key)
+  infer_model = _model_gflop(infer_fn, variables, gb["image"])
   return {"config": config.model.head, "size": list(size), "batch": batch,
           "backbone": f"resnet{config.model.backbone.depth}", "dtype": config.model.dtype,
           "devices": f"{jax.device_count()}x{jax.devices()[0].device_kind}",
@@ -117,7 +118,9 @@ def benchmark(config, size, batch, steps=5, warmup=1, matmul=4096):
           "train_gflop_per_s": train_gflop / train_s, "infer_gflop_per_s": infer_gflop / infer_s,
           "matmul_peak_gflop_per_s": peak,
           "train_fraction_of_matmul_peak": train_gflop / train_s / peak,
-          "infer_fraction_of_matmul_peak": infer_gflop / infer_s / peak}
+          "infer_fraction_of_matmul_peak": infer_gflop / infer_s / peak,
+          "train_model_gflop_per_step": train_model, "infer_model_gflop_per_step": infer_model,
+          "train_mfu": train_model / train_s / peak, "infer_mfu": infer_model / infer_s / peak}
 
 
 def main():
@@ -153,7 +156,7 @@ def run():
     config.model.num_classes = 19
   if a.reference:
     from flaseg import torch_reference
-    torch_reference.build(config)  # an unsupported head fails before the long flaseg run
+    torch_reference.check(config)  # an unsupported head fails before the long flaseg run
   record = benchmark(config, size, batch, a.steps, a.warmup, a.matmul)
   if a.reference:
     record.update(torch_reference.benchmark(config, size, batch, a.steps, a.warmup))

@@ -1,6 +1,8 @@
 """GFLOP/s of every conv shape of a ResNet-50-D8 at 512x512, batch 2: XLA's convolution
-(forward, weight gradient, input gradient) against flaseg's lowering (flaseg.models.conv) for
-a whole forward + backward, and the n^3 matmul rate for scale.
+(forward, weight gradient, input gradient) against flaseg's lowering (flaseg.models.conv:
+matmuls, Winograd F(2x2, 3x3) where it applies) for the forward and a whole forward +
+backward, and the n^3 matmul rate for scale. Rates count the direct conv's FLOPs, so a
+Winograd conv's "effective" rate can exceed the matmul rate.
 
   python scripts/conv_benchmark.py [--json]
 
@@ -11,7 +13,6 @@ import argparse
 import json
 import os
 import sys
-import time
 
 import jax
 import jax.numpy as jnp
@@ -19,6 +20,7 @@ import numpy as np
 from jax import lax
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from flaseg import timing  # noqa: E402
 from flaseg.models import conv as conv_lib  # noqa: E402
 
 # (input H = W, Cin, Cout, kernel, stride, dilation): the stem, layer1-4 of ResNetV1c-50-D8
@@ -32,14 +34,8 @@ SHAPES = [(512, 3, 32, 3, 2, 1), (256, 32, 64, 3, 1, 1), (128, 64, 64, 1, 1, 1),
 DN = ("NHWC", "HWIO", "NHWC")
 
 
-def _time(fn, *args, reps=3):
-  jax.block_until_ready(fn(*args))
-  best = float("inf")
-  for _ in range(reps):
-    t = time.perf_counter()
-    jax.block_until_ready(fn(*args))
-    best = min(best, time.perf_counter() - t)
-  return best
+def _time(fn, *args):
+  return timing.median_seconds(lambda: fn(*args), steps=3)
 
 
 def measure(h, cin, cout, k, stride, dilation, batch=2):
@@ -66,6 +62,7 @@ def measure(h, cin, cout, k, stride, dilation, batch=2):
           "xla_input_grad": rate(_time(jax.jit(lambda a, b: jax.vjp(lambda v: xla(v, b), a)[1](
               dy)[0]), x, w)),
           "xla_fwd_bwd": rate(_time(fwd_bwd(xla), x, w), 3),
+          "flaseg_fwd": rate(_time(jax.jit(ours), x, w)),
           "flaseg_fwd_bwd": rate(_time(fwd_bwd(ours), x, w), 3)}
 
 
@@ -82,10 +79,11 @@ def main():
                       "convs": rows}))
     return
   print(f"{n}^3 matmul: {peak:.0f} GFLOP/s on {jax.devices()[0].device_kind}")
-  print(f"{'conv (batch 2)':>32} {'GFLOP':>6} | XLA fwd  dW   dx  fwd+bwd | flaseg fwd+bwd")
+  print(f"{'conv (batch 2)':>32} {'GFLOP':>6} | XLA fwd  dW   dx  fwd+bwd | flaseg fwd fwd+bwd")
   for r in rows:
     print(f"{r['shape']:>32} {r['gflop']:6.2f} | {r['xla_fwd']:5.0f} {r['xla_weight_grad']:4.0f} "
-          f"{r['xla_input_grad']:4.0f} {r['xla_fwd_bwd']:7.0f} | {r['flaseg_fwd_bwd']:7.0f}")
+          f"{r['xla_input_grad']:4.0f} {r['xla_fwd_bwd']:7.0f} | {r['flaseg_fwd']:10.0f} "
+          f"{r['flaseg_fwd_bwd']:7.0f}")
 
 
 if __name__ == "__main__":

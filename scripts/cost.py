@@ -18,6 +18,8 @@ so FLOPs always come from the direct (unchunked) attention; the math is the same
 Memory (MiB): XLA's buffer assignment of the compiled program, arguments + outputs + temporaries
 (`compiled.memory_analysis()`), with the attention as `--attention` selects. On CPU the
 YNNPACK library fusions, which hide their internal buffers from that analysis, are turned off.
+Both count convolutions as GPU and TPU run them, directly: not the CPU's Winograd 3x3 convs
+(flaseg.models.conv.direct_convolutions), which execute fewer FLOPs.
 Nothing is run: every program is only lowered and compiled, at any size.
 """
 import argparse
@@ -35,6 +37,7 @@ from flaseg import config_lib  # noqa: E402
 from flaseg.models import HEADS, build_model  # noqa: E402
 from flaseg.models.heads import attanet, cc, danet, denoised_nl, dnl, ema  # noqa: E402
 from flaseg.models.heads import fla, isa, nl, reconet, sanet  # noqa: E402
+from flaseg.models import conv as conv_lib  # noqa: E402
 from flaseg.models.layers import ConvBNReLU, conv, resize_nearest  # noqa: E402
 
 # The papers' tables (paper-tables.md, read from the papers): {block: (GFLOPs, memory MB)}.
@@ -240,7 +243,8 @@ def gflops(fn, args):
   try:
     # A fresh function for every trace: jit caches traces per function, and the attention
     # path is chosen while tracing.
-    return jax.jit(lambda *a: fn(*a)).lower(*args).cost_analysis()["flops"] / 1e9
+    with conv_lib.direct_convolutions():
+      return jax.jit(lambda *a: fn(*a)).lower(*args).cost_analysis()["flops"] / 1e9
   finally:
     set_attention("auto")
 
@@ -258,7 +262,8 @@ def memory_mib(fn, args, attention="auto", backward=False):
   options = CPU_OPTIONS if jax.default_backend() == "cpu" else None
   set_attention(attention)
   try:
-    m = jax.jit(program).lower(*args).compile(options).memory_analysis()
+    with conv_lib.direct_convolutions():
+      m = jax.jit(program).lower(*args).compile(options).memory_analysis()
   finally:
     set_attention("auto")
   return (m.temp_size_in_bytes + m.argument_size_in_bytes + m.output_size_in_bytes) / 2**20

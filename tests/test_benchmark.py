@@ -28,6 +28,8 @@ def test_benchmark_json_with_torch_reference():
   assert record["config"] == "danet" and record["size"] == [24, 40] and record["batch"] == 2
   for key in ("train_img_per_s", "infer_img_per_s", "peak_memory_mb", "train_gflop_per_step",
               "matmul_peak_gflop_per_s", "train_fraction_of_matmul_peak",
+              "train_model_gflop_per_step", "infer_model_gflop_per_step", "train_mfu",
+              "infer_mfu",
               "reference_train_img_per_s", "reference_infer_img_per_s"):
     assert record[key] > 0, key
   # A train step costs more than an inference, and about 3x its FLOPs.
@@ -46,8 +48,9 @@ def test_torch_fla_reference_trains_and_infers():
 
 def test_reference_names_the_heads_it_covers():
   config = config_lib.load(os.path.join(REPO, "configs/sanet_cityscapes.py:smoke"))
-  with pytest.raises(ValueError, match="no PyTorch reference for model.head='sanet'.*fla"):
-    torch_reference.build(config)
+  for fn in (torch_reference.check, torch_reference.build):
+    with pytest.raises(ValueError, match="no PyTorch reference for model.head='sanet'.*fla"):
+      fn(config)
   r = _run("--config=configs/sanet_cityscapes.py:smoke", "--reference=torch", "--json")
   assert r.returncode != 0
   assert "no PyTorch reference for model.head='sanet'" in r.stderr.strip().splitlines()[-1]
