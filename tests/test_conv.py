@@ -126,8 +126,15 @@ def _naive_conv_float64(x, w, dilation):
              for i in range(3) for j in range(3))
 
 
+@pytest.fixture
+def small_winograd(monkeypatch):
+  """Winograd also for the tests' small maps (by default it needs 4096 output positions)."""
+  monkeypatch.setattr(conv_lib, "WINOGRAD_MIN_POSITIONS", 1)
+
+
 @pytest.mark.parametrize("batch,h,w,cin,cout,dilation", WINOGRAD_CASES)
-def test_winograd_equals_lax_and_is_as_accurate(batch, h, w, cin, cout, dilation):
+def test_winograd_equals_lax_and_is_as_accurate(batch, h, w, cin, cout, dilation,
+                                                small_winograd):
   """Value, input gradient and weight gradient equal lax's convolution; the value's error
   against a float64 sum over taps is within 4x of lax's own float32 error."""
   rng = np.random.default_rng(cin + cout + h)
@@ -152,24 +159,24 @@ def test_winograd_equals_lax_and_is_as_accurate(batch, h, w, cin, cout, dilation
 
 
 def test_winograd_is_the_compiled_path_only_where_it_applies():
-  """An eligible conv and its gradients compile to dots, no convolution; fewer channels,
-  bfloat16, a stride or other padding keep the direct path."""
+  """An eligible conv and its gradients compile to dots, no convolution; fewer channels or
+  output positions, bfloat16, a stride or other padding keep the direct path."""
   dn = ("NHWC", "HWIO", "NHWC")
 
-  def hlo(cin, stride=1, padding=((1, 1), (1, 1)), dtype=jnp.float32):
-    x = jnp.ones((2, 12, 10, cin), dtype)
+  def hlo(cin, stride=1, padding=((1, 1), (1, 1)), dtype=jnp.float32, batch=2):
+    x = jnp.ones((batch, 64, 32, cin), dtype)  # 4096 output positions at batch 2
     f = lambda w: conv_lib.conv_general_dilated(x, w, (stride, stride), padding,
                                                 dimension_numbers=dn).astype(jnp.float32).sum()
     return jax.jit(jax.value_and_grad(f)).lower(jnp.ones((3, 3, cin, 128), dtype)).as_text(
         "hlo")
 
   assert "convolution(" not in hlo(128)
-  for text in (hlo(127), hlo(128, stride=2), hlo(128, padding=((0, 0), (0, 0))),
-               hlo(128, dtype=jnp.bfloat16)):
+  for text in (hlo(127), hlo(128, batch=1), hlo(128, stride=2),
+               hlo(128, padding=((0, 0), (0, 0))), hlo(128, dtype=jnp.bfloat16)):
     assert "convolution(" in text
 
 
-def test_direct_convolutions_counts_the_direct_flops():
+def test_direct_convolutions_counts_the_direct_flops(small_winograd):
   """Inside `direct_convolutions` an eligible conv lowers as the direct conv (2 * Cin*Cout
   FLOPs per output and kernel tap inside the image: XLA skips the zero padding); outside,
   Winograd executes its 16 matmuls over the 2x2 tiles and little else."""

@@ -10,7 +10,8 @@ as its `conv_general_dilated` field. `lax.platform_dependent` chooses at lowerin
     - a 1x1 conv is a matmul over channels (a strided one subsamples first): forward, input
       and weight gradients are all matmuls;
     - a "same" 3x3 conv, stride 1, any dilation, float32, with at least
-      `WINOGRAD_MIN_CHANNELS` input and output channels (ResNet layer2-4 and the heads) is a
+      `WINOGRAD_MIN_CHANNELS` input and output channels and `WINOGRAD_MIN_POSITIONS` output
+      positions (ResNet layer2-4 and the heads at segmentation sizes) is a
       Winograd F(2x2, 3x3) convolution (Lavin & Gray, "Fast Algorithms for Convolutional
       Neural Networks", 2016): 16 batched matmuls with 2.25x fewer multiply-adds than the
       direct form, plus additions-only tile transforms. Its gradients are autodiff's, which are
@@ -35,9 +36,12 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-# Below this many input or output channels F(2x2, 3x3) does not beat XLA's direct conv on CPU
-# (64 channels: 195 against 202 GFLOP/s; 128: 254 against 203).
+# Where F(2x2, 3x3) beats XLA's direct conv on CPU (scripts/conv_benchmark.py): at least 128
+# input and output channels (64: 195 against 202 GFLOP/s; 128: 254 against 203) and at least
+# 4096 output positions N*H*W, i.e. 1024 tiles per matmul (16x8x12 at 128 channels: forward
+# 125 against 149; 16x16x24: 210 against 206; 16x32x48: 237 against 201).
 WINOGRAD_MIN_CHANNELS = 128
+WINOGRAD_MIN_POSITIONS = 4096
 
 _NHWC = lax.ConvDimensionNumbers(lhs_spec=(0, 3, 1, 2), rhs_spec=(3, 2, 0, 1),
                                  out_spec=(0, 3, 1, 2))
@@ -106,7 +110,8 @@ def _winograd_applies(x, w, strides, padding, dilation):
   return ((kh, kw) == (3, 3) and strides == (1, 1)
           and padding == ((dilation[0],) * 2, (dilation[1],) * 2)
           and x.dtype == jnp.float32 and w.dtype == jnp.float32
-          and min(cin, cout) >= WINOGRAD_MIN_CHANNELS)
+          and min(cin, cout) >= WINOGRAD_MIN_CHANNELS
+          and x.shape[0] * x.shape[1] * x.shape[2] >= WINOGRAD_MIN_POSITIONS)
 
 
 # F(2, 3) in 1-D: y = A^T [(G g) * (B^T d)] for 4 inputs d, 3 taps g and 2 outputs y.
