@@ -7,7 +7,8 @@ scripts/install_reference_packages.sh). flaseg's training path never imports thi
 * `mmseg_segmentor(config)`: mmsegmentation's own `EncoderDecoder` for the heads it has (fcn,
   nl, dnl, danet, ccnet, emanet, isanet), with the ResNetV1c backbone of `config.model`, plain
   BN and the layer3 FCN auxiliary head, as mmseg's R-50-D8 configs.
-* `FLANet`: the official FLANet model.py's semantics (deep-stem dilated ResNet, FLA block,
+* `deep_stem_resnet(depth, width, multi_grid)`: the official FLANet / DenoisedNL backbone.
+* `flanet(...)`: the official FLANet model.py's semantics (deep-stem dilated ResNet, FLA block,
   FLANetOutput heads) with its module names, for BasicBlock or Bottleneck backbones. The FLA
   block pairs every row/column with its own sample's encodings (the official code's
   `repeat(w, 1, 1)` mixes samples when batch > 1; `repeat_interleave` costs the same).
@@ -151,9 +152,10 @@ def mmseg_outputs(net, x, train: bool) -> dict:
   return outs
 
 
-def flanet(depth: int, num_classes: int, width: int = 64, channels: int = 512,
-           aux_channels: int = 64, dropout: float = 0.1):
-  """The official FLANet (model.py) as a torch module; see the module docstring."""
+def deep_stem_resnet(depth: int, width: int = 64, multi_grid=(1,)):
+  """The official FLANet / DenoisedNL backbone as a torch module: the deep 3x3 stem
+  (w, w, 2w), BasicBlocks or Bottlenecks, output stride 8 (layer3 dilation 2, layer4 4 times
+  `multi_grid`, cycled over its blocks); forward returns (layer2, layer3, layer4)."""
   torch = import_torch()
   nn, F = torch.nn, torch.nn.functional
   kind, blocks = resnet.DEPTHS[depth]
@@ -213,10 +215,11 @@ def flanet(depth: int, num_classes: int, width: int = 64, channels: int = 512,
       self.bn1 = nn.BatchNorm2d(2 * w)
       cin = 2 * w
       for s, (n, stride, dil) in enumerate(zip(blocks, (1, 2, 1, 1), (1, 1, 2, 4))):
-        planes = w * 2 ** s
-        layers = [Block(cin, planes, stride, dil)]
-        cin = planes * block_cls.expansion
-        layers += [Block(cin, planes, 1, dil) for _ in range(n - 1)]
+        planes, layers = w * 2 ** s, []
+        for b in range(n):
+          grid = multi_grid[b % len(multi_grid)] if s == 3 else 1
+          layers.append(Block(cin, planes, stride if b == 0 else 1, dil * grid))
+          cin = planes * block_cls.expansion
         setattr(self, f"layer{s + 1}", nn.Sequential(*layers))
 
     def forward(self, x):
@@ -225,6 +228,14 @@ def flanet(depth: int, num_classes: int, width: int = 64, channels: int = 512,
       x2 = self.layer3(x1)
       return x1, x2, self.layer4(x2)
 
+  return Backbone()
+
+
+def flanet(depth: int, num_classes: int, width: int = 64, channels: int = 512,
+           aux_channels: int = 64, dropout: float = 0.1):
+  """The official FLANet (model.py) as a torch module; see the module docstring."""
+  torch = import_torch()
+  nn, F = torch.nn, torch.nn.functional
   class FLA(nn.Module):
     """FullyAttentionalBlock: the paper's Eq. 1-4, per sample."""
 
@@ -265,7 +276,7 @@ def flanet(depth: int, num_classes: int, width: int = 64, channels: int = 512,
     def __init__(self):
       super().__init__()
       chans = resnet.feature_channels(depth, width)
-      self.backbone = Backbone()
+      self.backbone = deep_stem_resnet(depth, width)
       self.conv = nn.Sequential(nn.Conv2d(chans["c5"], channels, 3, 1, 1, bias=False),
                                 nn.BatchNorm2d(channels), nn.ReLU(),
                                 nn.Conv2d(channels, channels, 3, 1, 1, bias=False),

@@ -428,49 +428,6 @@ def _torch_denoised_nl(torch, width, channels, aux_channels, gr_channels, num_cl
     def forward(self, x):
       return self.conv(x)
 
-  class Bottleneck(nn.Module):
-    def __init__(self, cin, planes, stride, dilation):
-      super().__init__()
-      self.conv1 = nn.Conv2d(cin, planes, 1, bias=False)
-      self.bn1 = nn.BatchNorm2d(planes)
-      self.conv2 = nn.Conv2d(planes, planes, 3, stride, dilation, dilation, bias=False)
-      self.bn2 = nn.BatchNorm2d(planes)
-      self.conv3 = nn.Conv2d(planes, 4 * planes, 1, bias=False)
-      self.bn3 = nn.BatchNorm2d(4 * planes)
-      self.downsample = None
-      if stride != 1 or cin != 4 * planes:
-        self.downsample = nn.Sequential(nn.Conv2d(cin, 4 * planes, 1, stride, bias=False),
-                                        nn.BatchNorm2d(4 * planes))
-
-    def forward(self, x):
-      y = F.relu(self.bn1(self.conv1(x)))
-      y = self.bn3(self.conv3(F.relu(self.bn2(self.conv2(y)))))
-      return F.relu(y + (x if self.downsample is None else self.downsample(x)))
-
-  class Backbone(nn.Module):
-    def __init__(self):
-      super().__init__()
-      w = width
-      self.conv1 = nn.Sequential(nn.Conv2d(3, w, 3, 2, 1, bias=False), nn.BatchNorm2d(w),
-                                 nn.ReLU(), nn.Conv2d(w, w, 3, 1, 1, bias=False),
-                                 nn.BatchNorm2d(w), nn.ReLU(),
-                                 nn.Conv2d(w, 2 * w, 3, 1, 1, bias=False))
-      self.bn1 = nn.BatchNorm2d(2 * w)
-      cin = 2 * w
-      stages = ((3, 1, (1,)), (4, 2, (1,)), (6, 1, (2,)), (3, 1, (4, 8, 16)))
-      for s, (n, stride, dils) in enumerate(stages):
-        blocks = []
-        for b in range(n):
-          blocks.append(Bottleneck(cin, w * 2 ** s, stride if b == 0 else 1, dils[b % len(dils)]))
-          cin = 4 * w * 2 ** s
-        setattr(self, f"layer{s + 1}", nn.Sequential(*blocks))
-
-    def forward(self, x):
-      x = F.max_pool2d(F.relu(self.bn1(self.conv1(x))), 3, 2, 1)
-      x1 = self.layer2(self.layer1(x))
-      x2 = self.layer3(x1)
-      return x1, x2, self.layer4(x2)
-
   class DownSample(nn.Module):
     def __init__(self, c, interp):
       super().__init__()
@@ -521,7 +478,8 @@ def _torch_denoised_nl(torch, width, channels, aux_channels, gr_channels, num_cl
     def __init__(self):
       super().__init__()
       c5, c4, c3 = 32 * width, 16 * width, 8 * width
-      self.backbone = Backbone()
+      # Deep stem, Bottlenecks, layer4 multi-grid (1, 2, 4) x dilation 4.
+      self.backbone = torch_reference.deep_stem_resnet(50, width, multi_grid=(1, 2, 4))
       self.conv = cbr(c5, channels)
       self.interp = cbr(channels, channels, 2)
       self.down_sample = DownSample(channels, self.interp)
