@@ -10,9 +10,10 @@ bound, since library fusions hide their buffers; scripts/cost.py compiles withou
 params, the XLA-counted GFLOP of each compiled step (what executes) and their rate as a
 fraction of this device's measured n^3 matmul rate (`--matmul`), the model GFLOP of each step
 (convolutions counted as the direct conv, as GPU/TPU run them and papers count them) and
-their rate over the same peak (`*_mfu`, model FLOP utilisation), and the setting. They differ
-only on CPU, where "same" 3x3 convs execute as Winograd F(2x2, 3x3) with 2.25x fewer FLOPs. Timings are medians over `--steps`
-after `--warmup` compiled steps, on synthetic inputs.
+their rate over the same peak (`*_mfu`, model FLOP utilisation), and the setting. The two
+counts differ only on CPU, where "same" 3x3 convs execute as Winograd F(2x2, 3x3) with 2.25x
+fewer FLOPs. Timings are medians over `--steps` after `--warmup` compiled steps, on synthetic
+inputs.
 
 `--reference=torch` also runs the same network in PyTorch, in the same process, on inputs of
 the same shape (flaseg.torch_reference: mmsegmentation's EncoderDecoder for fcn/nl/dnl/danet/ccnet/
@@ -49,7 +50,7 @@ def _peak_mb(compiled):
 
 def matmul_peak_gflops(n=4096, dtype=jnp.float32):
   """GFLOP/s of an n x n x n matmul on the default device: the measured peak that the
-  `*_fraction_of_matmul_peak` figures divide by (model FLOP utilisation against what this
+  `*_fraction_of_matmul_peak` and `*_mfu` figures divide by (utilisation against what this
   machine's matmul actually reaches, not a datasheet number)."""
   a = jnp.ones((n, n), dtype)
   mm = jax.jit(lambda x: x @ x)

@@ -35,9 +35,9 @@ import jax.numpy as jnp
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from flaseg import config_lib  # noqa: E402
 from flaseg.models import HEADS, build_model  # noqa: E402
+from flaseg.models import conv as conv_lib  # noqa: E402
 from flaseg.models.heads import attanet, cc, danet, denoised_nl, dnl, ema  # noqa: E402
 from flaseg.models.heads import fla, isa, nl, reconet, sanet  # noqa: E402
-from flaseg.models import conv as conv_lib  # noqa: E402
 from flaseg.models.layers import ConvBNReLU, conv, resize_nearest  # noqa: E402
 
 # The papers' tables (paper-tables.md, read from the papers): {block: (GFLOPs, memory MB)}.
