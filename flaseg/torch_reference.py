@@ -8,6 +8,7 @@ scripts/install_reference_packages.sh). flaseg's training path never imports thi
   nl, dnl, danet, ccnet, emanet, isanet), with the ResNetV1c backbone of `config.model`, plain
   BN and the layer3 FCN auxiliary head, as mmseg's R-50-D8 configs.
 * `deep_stem_resnet(depth, width, multi_grid)`: the official FLANet / DenoisedNL backbone.
+* `output_head(...)`: their output module (FLANetOutput, DenoisedNL's Output).
 * `flanet(...)`: the official FLANet model.py's semantics (deep-stem dilated ResNet, FLA block,
   FLANetOutput heads) with its module names, for BasicBlock or Bottleneck backbones. The FLA
   block pairs every row/column with its own sample's encodings (the official code's
@@ -231,11 +232,31 @@ def deep_stem_resnet(depth: int, width: int = 64, multi_grid=(1,)):
   return Backbone()
 
 
+def output_head(cin: int, mid: int, num_classes: int, dropout: float, upsample: bool):
+  """The official FLANet / DenoisedNL output module, its layers under `conv`: [nearest x2
+  (FLANetOutput),] 3x3 conv, BN, ReLU, Dropout2d, 1x1 classifier with bias."""
+  nn = import_torch().nn
+  layers = [nn.Upsample(scale_factor=2)] if upsample else []
+  layers += [nn.Conv2d(cin, mid, 3, 1, 1, bias=False), nn.BatchNorm2d(mid), nn.ReLU(),
+             nn.Dropout2d(dropout), nn.Conv2d(mid, num_classes, 1, bias=True)]
+
+  class Output(nn.Module):
+    def __init__(self):
+      super().__init__()
+      self.conv = nn.Sequential(*layers)
+
+    def forward(self, x):
+      return self.conv(x)
+
+  return Output()
+
+
 def flanet(depth: int, num_classes: int, width: int = 64, channels: int = 512,
            aux_channels: int = 64, dropout: float = 0.1):
   """The official FLANet (model.py) as a torch module; see the module docstring."""
   torch = import_torch()
   nn, F = torch.nn, torch.nn.functional
+
   class FLA(nn.Module):
     """FullyAttentionalBlock: the paper's Eq. 1-4, per sample."""
 
@@ -258,19 +279,8 @@ def flanet(depth: int, num_classes: int, width: int = 64, channels: int = 512,
       aug_w = torch.bmm(a_w, feat_w).view(b, h, c, w).permute(0, 2, 1, 3)
       return self.conv(self.gamma * (aug_h + aug_w) + x)
 
-  def output(cin, mid):
-    """FLANetOutput: nearest x2, 3x3 conv, BN, ReLU, Dropout2d, 1x1 classifier."""
-    return nn.Sequential(nn.Upsample(scale_factor=2), nn.Conv2d(cin, mid, 3, 1, 1, bias=False),
-                         nn.BatchNorm2d(mid), nn.ReLU(), nn.Dropout2d(dropout),
-                         nn.Conv2d(mid, num_classes, 1, bias=True))
-
-  class Output(nn.Module):
-    def __init__(self, cin, mid):
-      super().__init__()
-      self.conv = output(cin, mid)
-
-    def forward(self, x):
-      return self.conv(x)
+  def Output(cin, mid):  # noqa: N802 (official FLANetOutput: upsamples first)
+    return output_head(cin, mid, num_classes, dropout, upsample=True)
 
   class FLANet(nn.Module):
     def __init__(self):

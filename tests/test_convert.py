@@ -416,17 +416,8 @@ def _torch_denoised_nl(torch, width, channels, aux_channels, gr_channels, num_cl
     return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout),
                          nn.ReLU())
 
-  def output(cin, mid):
-    return nn.Sequential(nn.Conv2d(cin, mid, 3, 1, 1, bias=False), nn.BatchNorm2d(mid),
-                         nn.ReLU(), nn.Dropout2d(0.05), nn.Conv2d(mid, num_classes, 1))
-
-  class Output(nn.Module):
-    def __init__(self, cin, mid):
-      super().__init__()
-      self.conv = output(cin, mid)
-
-    def forward(self, x):
-      return self.conv(x)
+  def Output(cin, mid):  # noqa: N802 (official Output: no upsampling, dropout 0.05)
+    return torch_reference.output_head(cin, mid, num_classes, 0.05, upsample=False)
 
   class DownSample(nn.Module):
     def __init__(self, c, interp):
