@@ -12,7 +12,6 @@ Not reproduced: the random 90-degree rotation and the discrete scale set {0.75, 
 (a continuous range [0.75, 2.0] here). Test: 1024 sliding windows at stride 854 with flip
 (evaluate.py). Paper: 78.5 mIoU Cityscapes test at 130 FPS (ResNet-18); the released val
 checkpoint scored 78.8.
-`:smoke` shrinks it to a seconds-long run on synthetic data.
 """
 from flaseg import config_lib
 
@@ -20,17 +19,11 @@ from flaseg import config_lib
 def get_config(arg=None):
   arg = config_lib.parse_arg(arg, smoke=False)
   c = config_lib.base_config()
-  c.data.name = "cityscapes"
-  c.data.root = "data/cityscapes"
+  config_lib.cityscapes(c)
+  # AttaNet's own recipe (train.py, loss.py, optimizer.py, evaluate.py of the official code).
   c.data.crop_size = (1024, 1024)
   c.data.scale_range = (0.75, 2.0)
   c.data.color_jitter = 0.5
-  c.model.head = "attanet"
-  c.model.num_classes = 19
-  c.model.align_corners = True
-  c.model.backbone.depth = 18
-  c.model.backbone.stem = "torchvision"
-  c.model.backbone.output_stride = 32
   c.loss.weights = {"out": 1.0, "aux1": 1.0, "aux2": 1.0}
   c.loss.ohem = "attanet"
   c.loss.ohem_outputs = "all"
@@ -45,14 +38,12 @@ def get_config(arg=None):
   c.train.steps = 200000
   c.train.batch_size = 16
   c.checkpoint.every = 5000
-  c.eval.mode = "slide"
-  c.eval.crop_size = (1024, 1024)
-  c.eval.stride = (854, 854)
-  c.eval.flip = True
+  config_lib.slide_eval(c, (1024, 1024), (854, 854), flip=True)
+  # The network: ResNet-18, torchvision stem, no dilation.
+  c.model.head = "attanet"
+  c.model.backbone.depth = 18
+  c.model.backbone.stem = "torchvision"
+  c.model.backbone.output_stride = 32
   if arg.smoke:
     config_lib.apply_smoke(c)
-    c.model.head_kwargs.channels = 16
-    c.model.head_kwargs.qk_channels = 8
-    c.model.head_kwargs.out_channels = 16
-    c.model.head_kwargs.aux_channels = 8
   return c

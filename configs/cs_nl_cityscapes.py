@@ -9,18 +9,11 @@ CAM and PAM in series); deep-stem ResNet-101 at output stride 8, crop 768, batch
 Paper (FLANet Table 3, ResNet-50, 768x768, Cityscapes val): +CS NL 77.4 / 78.2 mIoU
 (SS / MS+F), 113.56 GFLOPs, 1378 MB. Set `--config.model.backbone.depth=50` for that setting.
 Aux weights 0.4 as the FLANet config (not released by the authors).
-`:smoke` shrinks it to a seconds-long run on synthetic data.
 """
 from flaseg import config_lib
 
 
 def get_config(arg=None):
   arg = config_lib.parse_arg(arg, smoke=False)
-  c = config_lib.base_config()
-  config_lib.flanet_cityscapes_768(c)
-  c.model.head = "cs_nl"
-  if arg.smoke:
-    config_lib.apply_smoke(c)
-    c.model.head_kwargs.channels = 16
-    c.model.head_kwargs.aux_channels = 8
-  return c
+  c = config_lib.network(config_lib.cityscapes, config_lib.flanet_recipe, "cs_nl")
+  return config_lib.apply_smoke(c) if arg.smoke else c

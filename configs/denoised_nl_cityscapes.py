@@ -7,20 +7,12 @@ Deep-stem ResNet-101 at output stride 8 with layer4 multi-grid dilations (4, 8, 
 official model.py. The training recipe is not released; FLANet's (same authors) is used: crop
 768, batch 8, SGD lr 1e-2 poly 0.9, 89,250 iterations, aux weights 0.4 (unverified).
 Reported (official README): 83.5 mIoU on Cityscapes (test), 46.69 on ADE20K.
-`:smoke` shrinks it to a seconds-long run on synthetic data.
 """
 from flaseg import config_lib
 
 
 def get_config(arg=None):
   arg = config_lib.parse_arg(arg, smoke=False)
-  c = config_lib.base_config()
-  config_lib.flanet_cityscapes_768(c)
-  c.model.head = "denoised_nl"
+  c = config_lib.network(config_lib.cityscapes, config_lib.flanet_recipe, "denoised_nl")
   c.model.backbone.multi_grid = (4, 8, 16)
-  if arg.smoke:
-    config_lib.apply_smoke(c)
-    c.model.head_kwargs.channels = 16
-    c.model.head_kwargs.aux_channels = 8
-    c.model.head_kwargs.gr_channels = 8
-  return c
+  return config_lib.apply_smoke(c) if arg.smoke else c

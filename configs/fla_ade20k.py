@@ -10,28 +10,15 @@ ADE20K schedule is --config.train.steps=160000). Label 0 ('other') is ignored an
 stored as k + 1. Evaluation follows mmseg's ADE20K protocol: validation images resized to
 short side 512 (long side at most 2048), then multi-scale (0.5-1.75) + flip over 520x520
 windows; mIoU is computed at that resized resolution. Paper: 46.68 mIoU (val, R101).
-`:smoke` shrinks it to a seconds-long run on synthetic data.
+Eval batches are padded to their largest image (config.eval.pad_to=(0, 0)): the one shape that
+holds every resized image is 2048x2048, about 18x the test's work (config_lib.ade20k); set
+--config.eval.pad_to=(2048,2048) for multi-host runs, where every process needs one shape.
 """
 from flaseg import config_lib
 
 
 def get_config(arg=None):
   arg = config_lib.parse_arg(arg, smoke=False)
-  c = config_lib.base_config()
-  config_lib.flanet_cityscapes_768(c)
-  c.model.head = "fla"
-  c.data.name = "ade20k"
-  c.data.root = "data/ade"
-  c.data.train_split = "train"       # images/training
-  c.data.val_split = "val"           # images/validation
-  c.data.crop_size = (520, 520)
-  c.data.eval_resize = (512, 2048)   # (short side, longest long side) of evaluated images
-  c.data.skip_corrupt = False
-  c.model.num_classes = 150
-  c.train.steps = 606300
+  c = config_lib.network(config_lib.ade20k, config_lib.flanet_recipe, "fla")
   c.checkpoint.every = 5000
-  c.eval.update(dict(mode="slide", crop_size=(520, 520), stride=(346, 346),
-                     scales=(0.5, 0.75, 1.0, 1.25, 1.5, 1.75), flip=True))
-  if arg.smoke:
-    config_lib.apply_smoke(c)
-  return c
+  return config_lib.apply_smoke(c) if arg.smoke else c

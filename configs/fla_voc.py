@@ -10,28 +10,12 @@ text; mmseg's VOC-aug schedule is --config.train.steps=40000). Labels 0-20, 255 
 borders (ignored). Evaluation on 'val' (1,449 images) at the original size, multi-scale
 (0.5-1.75) + flip over 520x520 windows. Paper: 87.9 mIoU on VOC test (R101, with COCO
 pre-training; export the test split with --config.data.val_split=test
---config.eval.export_dir=DIR). `:smoke` shrinks it to a seconds-long run on synthetic data.
-"""
+--config.eval.export_dir=DIR). """
 from flaseg import config_lib
 
 
 def get_config(arg=None):
   arg = config_lib.parse_arg(arg, smoke=False)
-  c = config_lib.base_config()
-  config_lib.flanet_cityscapes_768(c)
-  c.model.head = "fla"
-  c.data.name = "voc"
-  c.data.root = "data/voc"
-  c.data.train_split = "trainaug"    # SegmentationClassAug (SBD); mmseg's converter: 'aug'
-  c.data.val_split = "val"
-  c.data.crop_size = (520, 520)
-  c.data.eval_resize = (0, 0)        # evaluate at the original size
-  c.data.skip_corrupt = False
-  c.model.num_classes = 21
-  c.train.steps = 317460
+  c = config_lib.network(config_lib.voc, config_lib.flanet_recipe, "fla")
   c.checkpoint.every = 5000
-  c.eval.update(dict(mode="slide", crop_size=(520, 520), stride=(346, 346),
-                     scales=(0.5, 0.75, 1.0, 1.25, 1.5, 1.75), flip=True))
-  if arg.smoke:
-    config_lib.apply_smoke(c)
-  return c
+  return config_lib.apply_smoke(c) if arg.smoke else c

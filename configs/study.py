@@ -15,6 +15,7 @@ import os
 
 from flaseg import config_lib
 
+# The study's datasets: crop (training and test windows) and classes.
 CROPS = {"cityscapes": (769, 769), "ade20k": (520, 520)}
 CLASSES = {"cityscapes": 19, "ade20k": 150}
 
@@ -29,23 +30,10 @@ def get_config(arg=None):
   c = config_lib.load(path)
   c.data.name = arg.dataset
   c.data.root = f"data/{arg.dataset}"
-  c.data.crop_size = CROPS[arg.dataset]
   c.model.num_classes = CLASSES[arg.dataset]
-  c.model.backbone.depth = 101
-  c.model.backbone.output_stride = 8
-  c.optim.lr = 1e-2
-  c.optim.poly_power = 0.9
-  c.optim.warmup = "none"
-  c.optim.lr_mult = {}
-  c.train.steps = 80000
-  c.train.batch_size = 8
-  c.eval.mode = "slide"
-  c.eval.crop_size = CROPS[arg.dataset]
-  c.eval.stride = tuple(2 * s // 3 for s in CROPS[arg.dataset])
-  c.eval.scales = (1.0,)
-  c.eval.flip = False
+  crop = CROPS[arg.dataset]
+  config_lib.study_recipe(c, crop=crop, stride=tuple(2 * s // 3 for s in crop))
   if arg.smoke:
     config_lib.apply_smoke(c)
-    path_smoke = config_lib.load(f"{path}:smoke")
-    c.model = path_smoke.model  # the head's own tiny widths
+    c.model = config_lib.load(f"{path}:smoke").model  # the head's own smoke network
   return c

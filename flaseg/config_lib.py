@@ -1,12 +1,23 @@
-"""Config defaults, the shared `smoke` shrink, and loading a config file by path.
+"""Config defaults, the parts configs are built from, the shared `smoke` shrink, and loading a
+config file by path.
 
-Every `configs/*.py` builds on `base_config()` and exposes `get_config(arg)`; `arg` is a comma
-list such as 'smoke' or 'smoke,head=nl' (see `parse_arg`).
+Every `configs/*.py` exposes `get_config(arg)` and reads as "dataset + recipe + network":
+`base_config()`, then a dataset part (`cityscapes`, `ade20k`, `voc`, `pascal_context`: files,
+classes and the dataset's usual crop and test), then a training recipe of a paper family
+(`flanet_recipe`, `mmseg_recipe`, `study_recipe`), then the network (`config.model.head`, its
+kwargs, backbone changes), and `apply_smoke` for `:smoke`. Later parts overwrite earlier ones,
+so a recipe that tests differently from the dataset's usual protocol (mmseg, the study) sets
+its own crop and test. `arg` is a comma list such as 'smoke' or 'smoke,head=nl' (`parse_arg`).
 """
+import dataclasses
 import importlib.util
+import math
 import os
+from typing import Callable
 
 import ml_collections
+
+from flaseg.errors import ConfigError, NotFoundError
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -18,6 +29,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.root = ""               # dataset folder (real datasets)
   c.data.train_split = "train"
   c.data.val_split = "val"
+  # Label of ignored pixels, everywhere: the sources' label maps and unlabeled splits, the
+  # padding of training crops and eval batches, the loss and the confusion matrix.
   c.data.ignore_label = 255
   c.data.crop_size = (512, 512)  # (H, W) of training crops
   c.data.scale_range = (0.5, 2.0)
@@ -40,10 +53,14 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.backbone = ml_collections.ConfigDict(dict(
       depth=101, stem="deep", output_stride=8, contract_dilation=False, multi_grid=None,
       avg_down=False, width=64))
+  # How convolutions and attention are computed (flaseg/models/lowering.py): 'auto' is each
+  # platform's best, 'direct' lax's convolution everywhere; attention chunking limits in bytes.
+  c.model.lowering = ml_collections.ConfigDict(dict(
+      conv="auto", winograd_min_channels=128, winograd_min_positions=4096,
+      attention_max_bytes=2**30, relation_max_bytes=2**27, attention_chunk_bytes=2**26))
 
   c.loss = ml_collections.ConfigDict()
   c.loss.weights = ml_collections.ConfigDict({"out": 1.0})
-  c.loss.ignore_label = 255
   c.loss.avg_non_ignore = True   # False: mmseg's mean over all pixels
   c.loss.ohem = "none"           # 'none' | 'attanet' | 'ccnet'
   c.loss.ohem_outputs = "all"    # 'all' or a tuple of output names
@@ -82,6 +99,10 @@ def base_config() -> ml_collections.ConfigDict:
   c.eval.stride = (341, 341)
   c.eval.batch_size = 0          # 0: one image per device
   c.eval.num_images = 0          # 0: the whole split
+  # (H, W) every eval batch is padded to (image 0, label ignore_label), so that one shape
+  # compiles once and every process yields the same shape; a larger image is an error.
+  # (0, 0): each batch is padded to its largest image.
+  c.eval.pad_to = (0, 0)
   c.eval.save_images = 4         # coloured predictions written to workdir/predictions
   c.eval.export_dir = ""         # predictions in the benchmark's submission format (flaseg.export)
 
@@ -89,64 +110,256 @@ def base_config() -> ml_collections.ConfigDict:
   return c
 
 
-def flanet_cityscapes_768(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-  """FLANet's Cityscapes recipe (AAAI 2022, Implementation Details), shared by its ablation
-  heads: deep-stem ResNet-101 at output stride 8, crop 768, batch 8, SGD lr 1e-2 poly 0.9,
-  momentum 0.9, wd 5e-4, 240 epochs of 2975 images = 89,250 iterations, multi-scale + flip
-  sliding-window test; main + 0.4 x (aux1 + aux2) (aux weights not released; CCNet lineage)."""
-  c.data.name = "cityscapes"
-  c.data.root = "data/cityscapes"
-  c.data.crop_size = (768, 768)
-  c.model.num_classes = 19
-  c.model.align_corners = True
-  c.model.backbone.update(dict(depth=101, stem="deep", output_stride=8))
-  c.loss.weights = {"out": 1.0, "aux1": 0.4, "aux2": 0.4}
-  c.optim.update(dict(lr=1e-2, poly_power=0.9, momentum=0.9, weight_decay=5e-4))
-  c.train.steps = 89250
-  c.train.batch_size = 8
-  c.checkpoint.every = 2000
-  c.eval.update(dict(mode="slide", crop_size=(768, 768), stride=(512, 512),
-                     scales=(0.75, 1.0, 1.25, 1.5, 1.75), flip=True))
+def slide_eval(c: ml_collections.ConfigDict, crop, stride, scales=(1.0,),
+               flip: bool = False) -> ml_collections.ConfigDict:
+  """Test over `crop` windows every `stride` (mmseg's slide_inference), mean of the softmax
+  over `scales` (and their flips)."""
+  c.eval.mode = "slide"
+  c.eval.crop_size = tuple(crop)
+  c.eval.stride = tuple(stride)
+  c.eval.scales = tuple(scales)
+  c.eval.flip = flip
   return c
 
 
-def mmseg_cityscapes_769(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+# Datasets: the files, the classes, and the crop and multi-scale + flip test that the CCNet /
+# DANet / FLANet line of papers uses on each (recipes of other families set their own).
+
+MS_SCALES = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)             # ADE20K, VOC, Context
+MS_SCALES_CITYSCAPES = (0.75, 1.0, 1.25, 1.5, 1.75)
+
+
+def cityscapes(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """Cityscapes fine (2,975 train / 500 val images of 1024x2048, 19 classes): crop 768,
+  768x768 windows at stride 512, scales 0.75-1.75 + flip (FLANet, CCNet). Every image has
+  the same size, so eval batches need no `pad_to`."""
+  c.data.name = "cityscapes"
+  c.data.root = "data/cityscapes"
+  c.data.train_split = "train"
+  c.data.val_split = "val"
+  c.data.crop_size = (768, 768)
+  c.data.eval_resize = (0, 0)
+  c.model.num_classes = 19
+  return slide_eval(c, (768, 768), (512, 512), MS_SCALES_CITYSCAPES, flip=True)
+
+
+def ade20k(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """ADE20K SceneParsing (20,210 train / 2,000 val images of many sizes, 150 classes; 0
+  'other' ignored, class k stored as k + 1): crop 520; validation images resized to short side
+  512 with the long side at most 2048 (mmseg's rule; mIoU at that size), 520x520 windows at
+  stride 346, scales 0.5-1.75 + flip.
+
+  `eval.pad_to` stays (0, 0), each batch padded to its largest image: after the resize an
+  image is 512 on its short side and up to 2048 on its long side in either orientation, so the
+  one shape that holds them all is (2048, 2048), whose 520-windows at stride 346 are 6 x 6 = 36
+  per scale against 2 for a typical 512x683 image: about 18x the test's work, far more than
+  compiling each batch shape once, and any smaller shape stops the test at the first image
+  that does not fit. Multi-host runs need one shape on every process: set
+  `--config.eval.pad_to=(2048,2048)` there.
+  """
+  c.data.name = "ade20k"
+  c.data.root = "data/ade"
+  c.data.train_split = "train"       # images/training
+  c.data.val_split = "val"           # images/validation
+  c.data.crop_size = (520, 520)
+  c.data.eval_resize = (512, 2048)   # (short side, longest long side) of evaluated images
+  c.model.num_classes = 150
+  c.eval.pad_to = (0, 0)
+  return slide_eval(c, (520, 520), (346, 346), MS_SCALES, flip=True)
+
+
+def voc(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """PASCAL VOC 2012 with SBD's augmented training set: 'trainaug' (10,582 images), 'val'
+  (1,449) at the original size (at most 500x500), 21 classes, 255 on object borders: crop
+  520, 520x520 windows at stride 346, scales 0.5-1.75 + flip."""
+  c.data.name = "voc"
+  c.data.root = "data/voc"
+  c.data.train_split = "trainaug"    # SegmentationClassAug (SBD); mmseg's converter: 'aug'
+  c.data.val_split = "val"
+  c.data.crop_size = (520, 520)
+  c.data.eval_resize = (0, 0)        # evaluate at the original size
+  c.model.num_classes = 21
+  return slide_eval(c, (520, 520), (346, 346), MS_SCALES, flip=True)
+
+
+def pascal_context(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """PASCAL Context (4,998 train / 5,105 val images of VOC 2010, at most 500x500): 59 classes
+  with background ignored, or 60 with `data.context_60=True` (num_classes 0: the dataset's);
+  crop 520, 520x520 windows at stride 346, scales 0.5-1.75 + flip, at the original size."""
+  c.data.name = "pascal_context"
+  c.data.root = "data/context"
+  c.data.train_split = "train"
+  c.data.val_split = "val"
+  c.data.context_60 = False          # True: 60 classes, background included
+  c.data.crop_size = (520, 520)
+  c.data.eval_resize = (0, 0)        # evaluate at the original size
+  c.model.num_classes = 0            # the dataset's: 59, or 60 with context_60
+  return slide_eval(c, (520, 520), (346, 346), MS_SCALES, flip=True)
+
+
+# Training recipes of the paper families.
+
+
+# Training images per dataset (FLANet's schedule is counted in epochs): Cityscapes train,
+# ADE20K training, VOC 'trainaug' (SBD), PASCAL Context train.
+TRAIN_IMAGES = {"cityscapes": 2975, "ade20k": 20210, "voc": 10582, "pascal_context": 4998}
+
+
+def flanet_recipe(c: ml_collections.ConfigDict, epochs: int = 240,
+                  dataset_size: int = 0) -> ml_collections.ConfigDict:
+  """FLANet's recipe (Song et al., AAAI 2022, Implementation Details), shared by its ablation
+  heads and Denoised NL (same authors): deep-stem ResNet-101 at output stride 8, batch 8, SGD
+  lr 1e-2 poly 0.9, momentum 0.9, wd 5e-4, `epochs` (240 in the paper) of `dataset_size`
+  (default: `TRAIN_IMAGES` of the dataset part's `c.data.name`) training images
+  = epochs * dataset_size / 8 iterations (Cityscapes: 240 x 2975 / 8 =
+  89,250); main + 0.4 x (aux1 + aux2) (aux weights not released; CCNet lineage). Crop and
+  test are the dataset part's."""
+  c.model.backbone.depth = 101
+  c.model.backbone.stem = "deep"
+  c.model.backbone.output_stride = 8
+  c.loss.weights = {"out": 1.0, "aux1": 0.4, "aux2": 0.4}
+  c.optim.lr = 1e-2
+  c.optim.poly_power = 0.9
+  c.optim.momentum = 0.9
+  c.optim.weight_decay = 5e-4
+  c.train.batch_size = 8
+  dataset_size = dataset_size or TRAIN_IMAGES[c.data.name]
+  c.train.steps = math.ceil(epochs * dataset_size / c.train.batch_size)
+  c.checkpoint.every = 2000
+  return c
+
+
+def mmseg_recipe(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """mmseg's Cityscapes 769x769 80k recipe for R-50-D8 heads (attention-heads.md §1.2-1.3):
   ResNetV1c-50 (deep stem 32-32-64, contract_dilation) at output stride 8, crop 769, batch 8
   (4 GPUs x 2), SGD lr 0.01 poly 0.9 down to 1e-4, wd 5e-4, 80k iterations, CE averaged over
-  all pixels (avg_non_ignore=False), align_corners=True, slide test 769 at stride 513."""
-  c.data.name = "cityscapes"
-  c.data.root = "data/cityscapes"
+  all pixels (avg_non_ignore=False), align_corners=True, single-scale slide test 769 at
+  stride 513; outputs 'out' and the layer3 auxiliary FCN head 'aux' at weight 0.4 (§1.2)."""
   c.data.crop_size = (769, 769)
   c.data.scale_range = (0.5, 2.0)
-  c.model.num_classes = 19
   c.model.align_corners = True
-  c.model.backbone.update(dict(depth=50, stem="v1c", output_stride=8, contract_dilation=True,
-                               multi_grid=None))
+  c.model.backbone.depth = 50
+  c.model.backbone.stem = "v1c"
+  c.model.backbone.output_stride = 8
+  c.model.backbone.contract_dilation = True
+  c.model.backbone.multi_grid = None
   c.loss.avg_non_ignore = False
-  c.optim.update(dict(lr=0.01, end_lr=1e-4, poly_power=0.9, momentum=0.9, weight_decay=5e-4))
+  c.loss.weights = {"out": 1.0, "aux": 0.4}
+  c.optim.lr = 0.01
+  c.optim.end_lr = 1e-4
+  c.optim.poly_power = 0.9
+  c.optim.momentum = 0.9
+  c.optim.weight_decay = 5e-4
   c.train.steps = 80000
   c.train.batch_size = 8
   c.checkpoint.every = 4000
-  c.eval.update(dict(mode="slide", crop_size=(769, 769), stride=(513, 513), scales=(1.0,),
-                     flip=False))
+  return slide_eval(c, (769, 769), (513, 513))
+
+
+def study_recipe(c: ml_collections.ConfigDict, crop=(769, 769),
+                 stride=(513, 513)) -> ml_collections.ConfigDict:
+  """The empirical study's common protocol (Guo et al., arXiv 2309.10217), which
+  configs/study.py imposes on any head's own network and which RecoNet and SANet (no
+  Cityscapes recipe of their own) train with: ResNet-101 at output stride 8 (stem and
+  dilations stay the network's), crop `crop` (769 Cityscapes, 520 ADE20K), batch 8, SGD lr
+  1e-2 poly 0.9 without warm-up or LR multipliers, 80k iterations, single-scale slide test
+  over `crop` windows every `stride`."""
+  c.data.crop_size = tuple(crop)
+  c.model.backbone.depth = 101
+  c.model.backbone.output_stride = 8
+  c.optim.lr = 1e-2
+  c.optim.poly_power = 0.9
+  c.optim.warmup = "none"
+  c.optim.lr_mult = {}
+  c.train.steps = 80000
+  c.train.batch_size = 8
+  return slide_eval(c, crop, stride)
+
+
+def network(dataset: Callable, recipe: Callable, head: str, head_kwargs=None,
+            loss_weights=None) -> ml_collections.ConfigDict:
+  """`base_config()` with a dataset part (`cityscapes`, `ade20k`, ...), then a recipe part
+  (`flanet_recipe`, `mmseg_recipe`, `study_recipe`: functions of the config) and the network
+  (`head`, `head_kwargs`, and `loss_weights` where they differ from the recipe's)."""
+  c = base_config()
+  dataset(c)
+  recipe(c)
+  c.model.head = head
+  if head_kwargs:
+    c.model.head_kwargs = dict(head_kwargs)
+  if loss_weights:
+    c.loss.weights = dict(loss_weights)
   return c
 
 
+# Config args.
+
+
+def _parse_value(key: str, value: str, default):
+  if isinstance(default, bool):
+    if value.lower() in ("true", "1"):
+      return True
+    if value.lower() in ("false", "0"):
+      return False
+    raise ConfigError(f"config arg {key}={value!r}: expected true/false/1/0")
+  if isinstance(default, (int, float)):
+    try:
+      return type(default)(value)
+    except ValueError:
+      raise ConfigError(f"config arg {key}={value!r}: expected {type(default).__name__}") from None
+  return value
+
+
 def parse_arg(arg: str, **defaults) -> ml_collections.ConfigDict:
-  """'smoke,head=nl' -> {'smoke': True, 'head': 'nl'} over `defaults` (big_vision style)."""
+  """'smoke,head=nl' -> {'smoke': True, 'head': 'nl'} over `defaults` (big_vision style).
+
+  A bare name sets a boolean arg to True; `name=value` is read as the default's type
+  (booleans: true/false/1/0, any case). Unknown names and unreadable values are a one-line
+  ValueError naming them."""
   out = ml_collections.ConfigDict(defaults)
   for item in filter(None, (arg or "").split(",")):
-    key, _, value = item.partition("=")
+    key, sep, value = item.partition("=")
     if key not in out:
-      raise ValueError(f"config arg {key!r}: known args are {sorted(out)}")
-    out[key] = True if not value else type(out[key])(value) if out[key] is not None else value
+      raise ConfigError(f"config arg {key!r}: known args are {sorted(out)}")
+    if not sep:
+      if not isinstance(out[key], bool):
+        raise ConfigError(f"config arg {key!r} needs a value: {key}=...")
+      out[key] = True
+    elif out[key] is None:
+      out[key] = value
+    else:
+      out[key] = _parse_value(key, value, out[key])
   return out
+
+
+# `:smoke`.
+
+# The tiny widths of `:smoke` networks: each key a head has (a field of its class or a key of
+# config.model.head_kwargs) is set to this, unless it is 0 (a branch switched off, e.g. an FCN
+# without aux head, stays off); then the head's SMOKE_HEAD_EXTRAS.
+SMOKE_HEAD_KWARGS = {
+    "channels": 16, "aux_channels": 8, "qk_channels": 8, "out_channels": 16,
+    "gr_channels": 8, "isa_channels": 8, "ema_channels": 8, "num_bases": 4, "rank": 4,
+    "profile_size": 8,
+}
+SMOKE_HEAD_EXTRAS = {
+    "danet": {"pam_channels": 4},  # CS NL's PAM keeps its 64 q/k channels
+}
+
+
+def _head_defaults(head: str) -> dict:
+  """{field: default} of the head class (empty for an unknown head: build_model names it)."""
+  from flaseg import models  # imported here: loading a full config needs no jax
+  cls = models.HEADS.get(head)
+  if cls is None:
+    return {}
+  return {f.name: (None if f.default is dataclasses.MISSING else f.default)
+          for f in dataclasses.fields(cls)}
 
 
 def apply_smoke(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """Shrinks any config to a run that finishes in well under a minute on a laptop CPU: tiny
-  backbone and head widths, synthetic data, small crops, a few steps."""
+  backbone and head widths (SMOKE_HEAD_KWARGS), synthetic data, small crops, a few steps."""
   c.data.name = "synthetic"
   c.data.root = ""
   c.data.synthetic = ml_collections.ConfigDict(dict(num_train=64, num_val=8, height=48, width=64))
@@ -155,10 +368,13 @@ def apply_smoke(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   c.model.num_classes = 0        # 0: taken from the dataset
   c.model.backbone.depth = 18 if c.model.backbone.depth in (18, 34) else 50
   c.model.backbone.width = 8
-  if "channels" in c.model.head_kwargs or c.model.head in ("fla", "fcn"):
-    c.model.head_kwargs.channels = 16
-  if "aux_channels" in c.model.head_kwargs or c.model.head == "fla":
-    c.model.head_kwargs.aux_channels = 8
+  defaults = _head_defaults(c.model.head)
+  kwargs = c.model.head_kwargs
+  for key, value in SMOKE_HEAD_KWARGS.items():
+    if kwargs.get(key, defaults.get(key)):
+      kwargs[key] = value
+  for key, value in SMOKE_HEAD_EXTRAS.get(c.model.head, {}).items():
+    kwargs[key] = value
   c.loss.ohem_min_kept = 256
   c.optim.warmup_steps = min(c.optim.warmup_steps, 2)
   c.train.steps = 6
@@ -178,7 +394,7 @@ def load(path_with_arg: str) -> ml_collections.ConfigDict:
   """`load('configs/quickstart.py:smoke')`: the config a `--config=` flag would give."""
   path, _, arg = path_with_arg.partition(":")
   if not os.path.isfile(path):
-    raise FileNotFoundError(f"config file not found: {path}")
+    raise NotFoundError(f"config file not found: {path}")
   spec = importlib.util.spec_from_file_location("flaseg_config_file", path)
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)

@@ -1,5 +1,6 @@
 """Every config file loads with its default and `smoke` args, names a known head, dataset and
-loss output, and its smoke version builds a model whose outputs match the loss weights."""
+loss output, and its smoke version builds a model whose outputs match the loss weights; the
+smoke widths, the config parts and the config args."""
 import glob
 import os
 
@@ -15,12 +16,16 @@ CONFIGS = sorted(os.path.relpath(p, REPO) for p in glob.glob(os.path.join(REPO, 
 STUDY = [f"configs/study.py:head={h}" for h in sorted(HEADS)]
 
 
+def _smoke(path):
+  return config_lib.load(f"{path}{',' if ':' in path else ':'}smoke")
+
+
 @pytest.mark.parametrize("path", CONFIGS + STUDY)
 def test_config_loads_and_smoke_builds(path, monkeypatch):
   monkeypatch.chdir(REPO)
   full = config_lib.load(path)
   assert full.model.head in HEADS and full.data.name in data.DATASETS
-  smoke = config_lib.load(f"{path}{',' if ':' in path else ':'}smoke")
+  smoke = _smoke(path)
   assert smoke.data.name == "synthetic" and smoke.train.steps <= 10
   smoke.model.num_classes = 9
   model = build_model(smoke.model)
@@ -30,11 +35,89 @@ def test_config_loads_and_smoke_builds(path, monkeypatch):
   assert out["out"].shape == (2, 32, 48, 9)
 
 
-def test_quickstart_is_the_synthetic_flanet():
-  c = config_lib.load(os.path.join(REPO, "configs/quickstart.py"))
-  assert c.data.name == "synthetic" and c.model.head == "fla"
+# The `:smoke` head kwargs of every config, as each config file spelled them out before
+# config_lib.SMOKE_HEAD_KWARGS: the table must keep giving exactly these networks.
+SMOKE_HEAD_KWARGS = {
+    "attanet": dict(channels=16, qk_channels=8, out_channels=16, aux_channels=8),
+    "ccnet": dict(channels=16, recurrence=2, aux_channels=8),
+    "channel_nl": dict(channels=16, aux_channels=8),
+    "cs_nl": dict(channels=16, aux_channels=8),
+    "danet": dict(channels=16, pam_channels=4, aux_channels=8),
+    "denoised_nl": dict(channels=16, aux_channels=8, gr_channels=8),
+    "dnl": dict(channels=16, reduction=2, use_scale=True, temperature=0.05, aux_channels=8),
+    "emanet": dict(channels=16, ema_channels=8, num_bases=4, num_stages=3, momentum=0.1,
+                   aux_channels=8),
+    "fcn": dict(channels=16, num_convs=2, concat_input=True, aux_channels=8),
+    "fla": dict(channels=16, aux_channels=8),
+    "isanet": dict(channels=16, isa_channels=8, down_factor=(8, 8), aux_channels=8),
+    "nl": dict(channels=16, reduction=2, use_scale=True, aux_channels=8),
+    "reconet": dict(channels=16, rank=4, profile_size=8, aux_channels=8),
+    "sanet": dict(aux_channels=8),
+}
 
 
-def test_unknown_config_arg_is_named():
+@pytest.mark.parametrize("path", CONFIGS + STUDY)
+def test_smoke_head_kwargs_are_the_tiny_networks(path, monkeypatch):
+  monkeypatch.chdir(REPO)
+  smoke = _smoke(path)
+  assert smoke.model.head_kwargs.to_dict() == SMOKE_HEAD_KWARGS[smoke.model.head]
+  assert smoke.model.backbone.width == 8
+
+
+def test_smoke_keeps_a_switched_off_branch_off():
+  c = config_lib.base_config()
+  c.model.head = "fcn"
+  c.model.head_kwargs = dict(channels=512, aux_channels=0)  # no aux head
+  config_lib.apply_smoke(c)
+  assert c.model.head_kwargs.to_dict() == dict(channels=16, aux_channels=0)
+
+
+def test_dataset_parts_and_recipes_compose():
+  c = config_lib.base_config()
+  config_lib.ade20k(c)
+  config_lib.flanet_recipe(c, epochs=240, dataset_size=20210)
+  assert (c.data.name, c.model.num_classes, c.train.steps) == ("ade20k", 150, 606300)
+  assert c.data.crop_size == c.eval.crop_size == (520, 520) and c.eval.flip
+  # A recipe that tests differently overrides the dataset's usual test.
+  config_lib.cityscapes(c)
+  config_lib.mmseg_recipe(c)
+  assert c.data.name == "cityscapes" and c.data.eval_resize == (0, 0)
+  assert (c.eval.crop_size, c.eval.scales, c.eval.flip) == ((769, 769), (1.0,), False)
+  # Iterations round up: 3 epochs of 10 images at batch 8 are 30 / 8 -> 4 steps.
+  assert config_lib.flanet_recipe(config_lib.base_config(), 3, 10).train.steps == 4
+
+
+def test_base_config_has_one_ignore_label_and_per_batch_eval_padding():
+  c = config_lib.base_config()
+  assert "ignore_label" not in c.loss and c.data.ignore_label == 255
+  assert c.eval.pad_to == (0, 0)
+
+
+def test_parse_arg_reads_booleans_ints_and_strings():
+  parse = lambda arg: config_lib.parse_arg(arg, smoke=False, steps=10, lr=0.1, head="fla")
+  assert parse("").smoke is False and parse(None).head == "fla"
+  assert parse("smoke").smoke is True
+  for value, expected in (("False", False), ("false", False), ("0", False), ("TRUE", True),
+                          ("true", True), ("1", True)):
+    assert parse(f"smoke={value}").smoke is expected, value
+  arg = parse("steps=3,lr=0.5,head=nl")
+  assert (arg.steps, arg.lr, arg.head) == (3, 0.5, "nl")
+  for bad, match in (("smoke=yes?", "smoke='yes\\?': expected true/false/1/0"),
+                     ("steps=3.5", "steps='3.5': expected int"),
+                     ("lr=fast", "lr='fast': expected float"),
+                     ("head", "'head' needs a value"),
+                     ("smok", "'smok': known args are")):
+    with pytest.raises(ValueError, match=match) as e:
+      parse(bad)
+    assert "\n" not in str(e.value)
+
+
+def test_config_file_args():
+  quickstart = os.path.join(REPO, "configs/quickstart.py")
+  full = config_lib.load(quickstart)
+  assert config_lib.load(f"{quickstart}:smoke=False").to_dict() == full.to_dict()
+  assert config_lib.load(f"{quickstart}:smoke=true").to_dict() == _smoke(quickstart).to_dict()
   with pytest.raises(ValueError, match="'smok'"):
-    config_lib.load(os.path.join(REPO, "configs/quickstart.py:smok"))
+    config_lib.load(f"{quickstart}:smok")
+  with pytest.raises(ValueError, match="smoke='yes\\?'"):
+    config_lib.load(f"{quickstart}:smoke=yes?")

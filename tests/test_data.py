@@ -1,6 +1,4 @@
 """Tests of flaseg.data: the synthetic dataset, transforms and input pipelines."""
-import time
-
 import numpy as np
 import pytest
 
@@ -101,13 +99,10 @@ def test_synthetic_classes_and_thin_structures():
   assert thin
 
 
-def test_synthetic_is_fast():
-  ds = SyntheticScenes("train", height=96, width=128)
-  ds[0]
-  start = time.perf_counter()
-  for i in range(20):
-    ds[i]
-  assert (time.perf_counter() - start) / 20 < 0.02
+def test_synthetic_ignore_label():
+  assert SyntheticScenes(ignore_label=250).ignore_label == 250
+  with pytest.raises(ValueError, match="ignore_label=3: expected an int in 9..255"):
+    SyntheticScenes(ignore_label=3)
 
 
 # Transforms.
@@ -166,14 +161,19 @@ def test_scale_crop_flip_flips_image_and_label_together():
     np.testing.assert_array_equal(out["label"], ex["label"])
 
 
-def test_scale_crop_flip_pads_with_zero_and_ignore():
+@pytest.mark.parametrize("ignore_label", [None, 250])
+def test_scale_crop_flip_pads_with_zero_and_ignore(ignore_label):
   ex = {"image": np.full((20, 30, 3), 7, np.uint8), "label": np.full((20, 30), 3, np.uint8)}
-  t = transforms.RandomScaleCropFlip((32, 48), scale_range=(1.0, 1.0), flip=False)
+  kwargs = {} if ignore_label is None else {"ignore_label": ignore_label}
+  t = transforms.RandomScaleCropFlip((32, 48), scale_range=(1.0, 1.0), flip=False, **kwargs)
   out = t.random_map(ex, np.random.default_rng(0))
+  pad = 255 if ignore_label is None else ignore_label
   assert out["image"].shape == (32, 48, 3) and out["label"].shape == (32, 48)
   assert (out["image"][:20, :30] == 7).all() and (out["label"][:20, :30] == 3).all()
   assert (out["image"][20:] == 0).all() and (out["image"][:, 30:] == 0).all()
-  assert (out["label"][20:] == 255).all() and (out["label"][:, 30:] == 255).all()
+  assert (out["label"][20:] == pad).all() and (out["label"][:, 30:] == pad).all()
+  with pytest.raises(ValueError, match="ignore_label=256"):
+    transforms.RandomScaleCropFlip((32, 48), ignore_label=256)
 
 
 def test_scale_crop_flip_crop_sizes_and_determinism():
@@ -274,6 +274,18 @@ def test_train_process_shards_are_disjoint():
   assert set(seen[0]) | set(seen[1]) == set(range(24))
 
 
+@pytest.mark.parametrize("ignore_label", [None, 250])
+def test_train_crops_are_padded_with_the_ignore_label(ignore_label):
+  source = IndexSource(4, sizes=((10, 12),))  # smaller than the crop
+  kwargs = {} if ignore_label is None else {"ignore_label": ignore_label}
+  ds = pipeline.train_dataset(source, batch_size=4, crop_size=(16, 16), scale_range=(1, 1),
+                              flip=False, color_jitter=0.0, num_threads=0, **kwargs)
+  labels = next(iter(ds))["label"]
+  pad = 255 if ignore_label is None else ignore_label
+  assert (labels[:, 10:] == pad).all() and (labels[:, :, 12:] == pad).all()
+  assert set(np.unique(labels)) == {0, 1, 2, 3, pad}
+
+
 def test_train_global_batch_does_not_depend_on_process_count():
   source = SyntheticScenes(num_examples=16)
   kwargs = dict(crop_size=(32, 48), seed=5, num_threads=0)
@@ -317,8 +329,34 @@ def test_eval_batches_pad_and_cover_every_example():
 
 def test_eval_batches_pad_to_fixed_size():
   source = IndexSource(5, sizes=((20, 30), (24, 26)))
-  for b in pipeline.eval_batches(source, batch_size=2, pad_to=(32, 32)):
-    assert b["image"].shape == (2, 32, 32, 3) and b["label"].shape == (2, 32, 32)
+  # Two processes: every batch of both, the blank last one of process 1 included, is 32x32.
+  for p in range(2):
+    batches = list(pipeline.eval_batches(source, batch_size=2, pad_to=(32, 32),
+                                         ignore_label=250, process_index=p, process_count=2))
+    assert len(batches) == 2
+    for b in batches:
+      assert b["image"].shape == (2, 32, 32, 3) and b["label"].shape == (2, 32, 32)
+      for k in range(2):
+        i = b["index"][k]
+        h, w = source[i]["label"].shape if b["valid"][k] else (0, 0)
+        assert (b["label"][k, h:] == 250).all() and (b["label"][k, :, w:] == 250).all()
+        assert (b["label"][k, :h, :w] == i).all() and (b["image"][k, h:] == 0).all()
+  assert not batches[-1]["valid"].any()
+  # (0, 0) and None: each batch padded to its largest image.
+  for pad_to in [(0, 0), None]:
+    shapes = [b["label"].shape for b in pipeline.eval_batches(source, batch_size=2,
+                                                             pad_to=pad_to)]
+    assert shapes == [(2, 24, 30), (2, 24, 30), (2, 20, 30)]
   b = next(pipeline.eval_batches(SyntheticScenes("val", num_examples=5), batch_size=4))
   assert b["image"].shape == (4, 96, 128, 3) and b["valid"].all()
   np.testing.assert_array_equal(b["index"], np.arange(4))
+
+
+def test_eval_batches_image_larger_than_pad_to_is_named():
+  source = IndexSource(3, sizes=((20, 30), (24, 26)))
+  with pytest.raises(ValueError) as e:
+    list(pipeline.eval_batches(source, batch_size=2, pad_to=(22, 30)))
+  assert str(e.value) == ("eval image 1 (ex1) is 24x26 (HxW), larger than pad_to=(22, 30) "
+                          "(config.eval.pad_to)")
+  with pytest.raises(ValueError, match=r"pad_to=\(0, 30\): expected \(H, W\) > 0"):
+    next(pipeline.eval_batches(source, batch_size=2, pad_to=(0, 30)))

@@ -1,11 +1,15 @@
 """Data: datasets (grain random-access sources), transforms and input pipelines.
 
 `build_source(config.data, split, seed)` returns a random-access source with `num_classes`,
-`class_names`, `palette` and `ignore_label`; DATASETS maps `config.data.name` to its builder.
-The real datasets (flaseg.data.datasets) read `config.data.root` in each download's layout.
+`class_names`, `palette` and `ignore_label` (= `config.data.ignore_label`, 255 if absent: the
+label its maps give ignored pixels); DATASETS maps `config.data.name` to its builder. The real
+datasets (flaseg.data.datasets) read `config.data.root` in each download's layout. Pass the
+same value to `pipeline.train_dataset(..., ignore_label=)` and `pipeline.eval_batches(...,
+ignore_label=)`, which pad with it.
 """
-from flaseg.data import datasets, pipeline
+from flaseg.data import classes, datasets, pipeline
 from flaseg.data.synthetic import SyntheticScenes
+from flaseg.errors import ConfigError
 
 
 def _synthetic(cfg, split, seed):
@@ -13,7 +17,8 @@ def _synthetic(cfg, split, seed):
   s = cfg.synthetic
   n = s.num_train if split == cfg.train_split else s.num_val
   return SyntheticScenes("train" if split == cfg.train_split else "val", num_examples=n,
-                         height=s.height, width=s.width)
+                         height=s.height, width=s.width,
+                         ignore_label=cfg.get("ignore_label", classes.IGNORE_LABEL))
 
 
 DATASETS = {
@@ -28,5 +33,5 @@ DATASETS = {
 
 def build_source(cfg, split: str, seed: int = 0):
   if cfg.name not in DATASETS:
-    raise ValueError(f"config.data.name={cfg.name!r}: choose one of {sorted(DATASETS)}")
+    raise ConfigError(f"config.data.name={cfg.name!r}: choose one of {sorted(DATASETS)}")
   return DATASETS[cfg.name](cfg, split, seed)

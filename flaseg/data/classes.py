@@ -1,21 +1,45 @@
 """Class names, colour palettes and label maps of the real datasets.
 
 A label map is a lookup table of 256 int16 entries: raw value in the label PNG -> train id
-(0..K-1) or 255 (ignored); -1 marks a value the dataset never contains, so that a file
-holding one is reported instead of silently trained on.
+(0..K-1) or the ignore label (255 in the maps below; `with_ignore_label` changes it); -1
+marks a value the dataset never contains, so that a file holding one is reported instead of
+silently trained on.
 """
 import numpy as np
 
+from flaseg.errors import ConfigError
 
-def label_map(pairs, ignored=()) -> np.ndarray:
-  """A lookup table from `{raw: train_id}` pairs; `ignored` raw values map to 255."""
+IGNORE_LABEL = 255  # the ignore label of the maps below (config.data.ignore_label's default)
+
+
+def label_map(pairs, ignored=(), ignore_label: int = IGNORE_LABEL) -> np.ndarray:
+  """A lookup table from `{raw: train_id}` pairs; `ignored` raw values map to `ignore_label`."""
   lut = np.full(256, -1, np.int16)
   for raw in ignored:
-    lut[raw] = 255
+    lut[raw] = ignore_label
   for raw, train_id in pairs:
     lut[raw] = train_id
   lut.setflags(write=False)
   return lut
+
+
+def with_ignore_label(lut: np.ndarray, ignore_label: int) -> np.ndarray:
+  """`lut` (a map of this module) with its ignored entries mapped to `ignore_label`."""
+  if ignore_label == IGNORE_LABEL:
+    return lut
+  out = np.where(lut == IGNORE_LABEL, ignore_label, lut).astype(np.int16)
+  out.setflags(write=False)
+  return out
+
+
+def check_ignore_label(ignore_label, num_classes: int, title: str) -> int:
+  """`ignore_label` as an int; it must be a uint8 value that is none of the K class ids."""
+  if not (isinstance(ignore_label, (int, np.integer)) and not isinstance(ignore_label, bool)
+          and num_classes <= ignore_label <= 255):
+    raise ConfigError(f"config.data.ignore_label={ignore_label!r}: expected an int in "
+                     f"{num_classes}..255 (labels are uint8; 0..{num_classes - 1} are "
+                     f"{title}'s classes)")
+  return int(ignore_label)
 
 
 def voc_colormap(n: int = 256) -> np.ndarray:

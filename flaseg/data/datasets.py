@@ -3,7 +3,8 @@ to: Cityscapes (files, or TFDS array_record), ADE20K, PASCAL VOC 2012 (+ SBD) an
 Context. Nothing here downloads anything.
 
 A source returns `{"image": uint8 (H, W, 3) RGB, "label": uint8 (H, W), "name": str}` with
-the label already mapped to train ids (0..K-1, 255 ignored), and carries `num_classes`,
+the label already mapped to train ids (0..K-1, and `ignore_label` = config.data.ignore_label,
+255 by default, for ignored pixels and unlabeled splits), and carries `num_classes`,
 `class_names`, `palette`, `ignore_label` and `export_format` (a key of flaseg.export.FORMATS).
 
 Bad data stops with a message naming the file, never a bare traceback:
@@ -26,9 +27,10 @@ from absl import logging
 from PIL import Image
 
 from flaseg.data import classes
+from flaseg.errors import ConfigError, NotFoundError, UserError
 
 
-class DatasetError(ValueError):
+class DatasetError(UserError, ValueError):
   """A dataset file is missing, unreadable or holds unexpected content (names the file)."""
 
 
@@ -112,14 +114,16 @@ class Source:
   Subclasses implement `_read(i) -> (image, label, name)` for raw example `i` (raising
   DatasetError for bad data). `resize=(short, long)` rescales image (bilinear) and label
   (nearest) with `rescaled_size` and records the size before in "original_size", which
-  flaseg.export uses to write predictions at the original resolution.
+  flaseg.export uses to write predictions at the original resolution. `ignore_label` is the
+  label of ignored pixels (an int in K..255).
   """
-  ignore_label = 255
 
-  def __init__(self, meta: Meta, split: str, size: int, resize: Sequence[int] = (0, 0)):
+  def __init__(self, meta: Meta, split: str, size: int, resize: Sequence[int] = (0, 0),
+               ignore_label: int = classes.IGNORE_LABEL):
     self.meta, self.split = meta, split
     self.class_names = tuple(meta.class_names)
     self.num_classes = len(self.class_names)
+    self.ignore_label = classes.check_ignore_label(ignore_label, self.num_classes, meta.title)
     self.palette = np.asarray(meta.palette, np.uint8)
     self.export_format = meta.export_format
     self.resize = tuple(int(s) for s in resize) if resize and min(resize) > 0 else None
@@ -172,19 +176,21 @@ class Source:
 
 class FileSource(Source):
   """(image file, label file) pairs. `labels[i]` is None for an unlabeled test split (label
-  all 255); `luts[i]` maps the raw values of label i (see flaseg.data.classes)."""
+  all `ignore_label`); `luts[i]` maps the raw values of label i (a map of flaseg.data.classes,
+  whose ignored entries become `ignore_label`)."""
 
   def __init__(self, meta: Meta, split: str, names: Sequence[str], images: Sequence[str],
                labels: Sequence[Optional[str]], luts: Sequence[np.ndarray],
-               resize: Sequence[int] = (0, 0)):
-    super().__init__(meta, split, len(names), resize)
-    self.names, self.images, self.labels, self.luts = (
-        list(names), list(images), list(labels), list(luts))
+               resize: Sequence[int] = (0, 0), ignore_label: int = classes.IGNORE_LABEL):
+    super().__init__(meta, split, len(names), resize, ignore_label)
+    self.names, self.images, self.labels = list(names), list(images), list(labels)
+    self.luts = [None if lut is None else classes.with_ignore_label(lut, self.ignore_label)
+                 for lut in luts]
 
   def _read(self, i: int):
     image = read_image(self.images[i])
     if self.labels[i] is None:
-      return image, np.full(image.shape[:2], 255, np.uint8), self.names[i]
+      return image, np.full(image.shape[:2], self.ignore_label, np.uint8), self.names[i]
     raw = read_label(self.labels[i])
     check_sizes(image, raw, self.images[i], self.labels[i])
     return image, map_label(raw, self.luts[i], self.labels[i], self.meta.title), self.names[i]
@@ -203,7 +209,7 @@ def _dataset_root(cfg, subdirs: Sequence[str], markers: Sequence[str], missing: 
     base = os.path.join(root, sub) if sub else root
     if root and all(os.path.isdir(os.path.join(base, m)) for m in markers):
       return base
-  raise FileNotFoundError(missing.format(root=root or "'' (set --config.data.root=DIR)"))
+  raise NotFoundError(missing.format(root=root or "'' (set --config.data.root=DIR)"))
 
 
 def _first(names, n=3) -> str:
@@ -255,7 +261,7 @@ def _listed(base: str, list_file: str, image_dir: str, label_dir: str, split: st
   if not os.path.isdir(label_dir):
     if split == "test":
       return names, images, [None] * len(names)
-    raise FileNotFoundError(f"label folder {label_dir} not found (needed by split {split!r})")
+    raise NotFoundError(f"label folder {label_dir} not found (needed by split {split!r})")
   pngs = set(os.listdir(label_dir))
   missing = [n for n in names if n + ".png" not in pngs]
   if missing:
@@ -268,6 +274,10 @@ def _finish(source: Source, cfg) -> Source:
   if cfg.get("skip_corrupt", False):
     source.drop_corrupt(cfg.get("num_threads", 2))
   return source
+
+
+def _ignore_label(cfg) -> int:
+  return cfg.get("ignore_label", classes.IGNORE_LABEL)
 
 
 def _eval_resize(cfg, split: str):
@@ -295,19 +305,19 @@ def cityscapes(cfg, split: str, seed: int = 0) -> Source:
   image_dir = os.path.join(root, "leftImg8bit", split)
   label_dir = os.path.join(root, "gtFine", split)
   if not os.path.isdir(image_dir):
-    raise FileNotFoundError(f"Cityscapes split {split!r} not found: no folder {image_dir}")
+    raise NotFoundError(f"Cityscapes split {split!r} not found: no folder {image_dir}")
   images = _files(image_dir, "_leftImg8bit.png", recursive=True)
   if not images:
-    raise FileNotFoundError(f"Cityscapes split {split!r}: no <city>/*_leftImg8bit.png files "
+    raise NotFoundError(f"Cityscapes split {split!r}: no <city>/*_leftImg8bit.png files "
                             f"under {image_dir}")
   if not os.path.isdir(label_dir):
     if split != "test":
-      raise FileNotFoundError(f"Cityscapes labels of split {split!r} not found: no folder "
+      raise NotFoundError(f"Cityscapes labels of split {split!r} not found: no folder "
                               f"{label_dir} (unzip gtFine_trainvaltest.zip in {root})")
     names = sorted(images)
     return _finish(FileSource(CITYSCAPES, split, names, [images[n] for n in names],
                               [None] * len(names), [None] * len(names),
-                              _eval_resize(cfg, split)), cfg)
+                              _eval_resize(cfg, split), _ignore_label(cfg)), cfg)
   labels = _files(label_dir, "_gtFine_labelIds.png", recursive=True)
   train_ids = _files(label_dir, "_gtFine_labelTrainIds.png", recursive=True)
   labels.update(train_ids)
@@ -315,7 +325,7 @@ def cityscapes(cfg, split: str, seed: int = 0) -> Source:
   luts = [classes.CITYSCAPES_TRAIN_ID_MAP if n in train_ids else classes.CITYSCAPES_ID_MAP
           for n in names]
   source = FileSource(CITYSCAPES, split, names, image_paths, label_paths, luts,
-                      _eval_resize(cfg, split))
+                      _eval_resize(cfg, split), _ignore_label(cfg))
   return _finish(source, cfg)
 
 
@@ -328,8 +338,8 @@ ADE20K_FOLDERS = {"train": "training", "val": "validation", "test": "testing"}
 
 def ade20k(cfg, split: str, seed: int = 0) -> Source:
   """`ADEChallengeData2016/images/<training|validation>/*.jpg` with
-  `annotations/<...>/*.png` (0 = other -> 255, class k stored as k + 1). Split 'test' reads
-  `images/testing/` (copy release_test/testing there) without labels."""
+  `annotations/<...>/*.png` (0 = other -> ignore_label, class k stored as k + 1). Split 'test'
+  reads `images/testing/` (copy release_test/testing there) without labels."""
   del seed
   root = _dataset_root(cfg, ["ADEChallengeData2016", ""], ["images", "annotations"],
                        ADE20K_MISSING)
@@ -337,21 +347,22 @@ def ade20k(cfg, split: str, seed: int = 0) -> Source:
   image_dir = os.path.join(root, "images", folder)
   label_dir = os.path.join(root, "annotations", folder)
   if not os.path.isdir(image_dir):
-    raise FileNotFoundError(f"ADE20K split {split!r} not found: no folder {image_dir}")
+    raise NotFoundError(f"ADE20K split {split!r} not found: no folder {image_dir}")
   images = _files(image_dir, ".jpg")
   if not images:
-    raise FileNotFoundError(f"ADE20K split {split!r}: no *.jpg files in {image_dir}")
+    raise NotFoundError(f"ADE20K split {split!r}: no *.jpg files in {image_dir}")
   if not os.path.isdir(label_dir) and split == "test":
     names = sorted(images)
     labels = [None] * len(names)
     image_paths = [images[n] for n in names]
   else:
     if not os.path.isdir(label_dir):
-      raise FileNotFoundError(f"ADE20K labels of split {split!r} not found: no folder "
+      raise NotFoundError(f"ADE20K labels of split {split!r} not found: no folder "
                               f"{label_dir}")
     names, image_paths, labels = _pair(images, _files(label_dir, ".png"), image_dir, label_dir)
   source = FileSource(ADE20K, split, names, image_paths, labels,
-                      [classes.ADE20K_MAP] * len(names), _eval_resize(cfg, split))
+                      [classes.ADE20K_MAP] * len(names), _eval_resize(cfg, split),
+                      _ignore_label(cfg))
   return _finish(source, cfg)
 
 
@@ -374,13 +385,13 @@ def voc(cfg, split: str, seed: int = 0) -> Source:
   if not os.path.isfile(list_file):
     hint = (" (mmsegmentation's converter writes it as aug.txt: set "
             "--config.data.train_split=aug)" if split == "trainaug" else "")
-    raise FileNotFoundError(f"PASCAL VOC split list {list_file} not found{hint}")
+    raise NotFoundError(f"PASCAL VOC split list {list_file} not found{hint}")
   label_dir = os.path.join(base, "SegmentationClassAug" if split in ("trainaug", "aug")
                            else "SegmentationClass")
   names, images, labels = _listed(base, list_file, os.path.join(base, "JPEGImages"), label_dir,
                                   split)
   source = FileSource(VOC, split, names, images, labels, [classes.VOC_MAP] * len(names),
-                      _eval_resize(cfg, split))
+                      _eval_resize(cfg, split), _ignore_label(cfg))
   return _finish(source, cfg)
 
 
@@ -400,14 +411,14 @@ def pascal_context(cfg, split: str, seed: int = 0) -> Source:
                        ["JPEGImages", "SegmentationClassContext"], CONTEXT_MISSING)
   list_file = os.path.join(base, "ImageSets", "SegmentationContext", f"{split}.txt")
   if not os.path.isfile(list_file):
-    raise FileNotFoundError(f"PASCAL Context split list {list_file} not found")
+    raise NotFoundError(f"PASCAL Context split list {list_file} not found")
   names, images, labels = _listed(base, list_file, os.path.join(base, "JPEGImages"),
                                   os.path.join(base, "SegmentationClassContext"), split)
   sixty = bool(cfg.get("context_60", False))
   meta, lut = (CONTEXT_60, classes.CONTEXT_MAP_60) if sixty else (CONTEXT_59,
                                                                    classes.CONTEXT_MAP_59)
   source = FileSource(meta, split, names, images, labels, [lut] * len(names),
-                      _eval_resize(cfg, split))
+                      _eval_resize(cfg, split), _ignore_label(cfg))
   return _finish(source, cfg)
 
 
@@ -423,19 +434,21 @@ class CityscapesTFDS(Source):
   files built once by scripts/prepare_cityscapes_tfds.sh. Reading needs tensorflow-datasets,
   array_record and Pillow, not TensorFlow. TFDS stores raw labelIds: mapped to train ids."""
 
-  def __init__(self, data_dir: str, split: str, resize: Sequence[int] = (0, 0)):
+  def __init__(self, data_dir: str, split: str, resize: Sequence[int] = (0, 0),
+               ignore_label: int = classes.IGNORE_LABEL):
     import tensorflow_datasets as tfds  # imported here: slow, and only this source needs it
     self.where = os.path.join(data_dir, TFDS_CITYSCAPES)
     tfds_split = TFDS_SPLITS.get(split, split)
     builder = tfds.builder(TFDS_CITYSCAPES, data_dir=data_dir)
     if tfds_split not in builder.info.splits:
-      raise ValueError(f"config.data split {split!r}: {self.where} has splits "
+      raise ConfigError(f"config.data split {split!r}: {self.where} has splits "
                        f"{sorted(builder.info.splits)} ('val' reads 'validation')")
     # Undecoded features: images are decoded here, so a bad record is reported like a bad file.
     decoders = {"image_left": tfds.decode.SkipDecoding(),
                 "segmentation_label": tfds.decode.SkipDecoding()}
     self._records = builder.as_data_source(split=tfds_split, decoders=decoders)
-    super().__init__(CITYSCAPES, split, len(self._records), resize)
+    super().__init__(CITYSCAPES, split, len(self._records), resize, ignore_label)
+    self._lut = classes.with_ignore_label(classes.CITYSCAPES_ID_MAP, self.ignore_label)
 
   def _read(self, i: int):
     where = f"record {i} of {self.where} split {self.split!r}"
@@ -451,7 +464,7 @@ class CityscapesTFDS(Source):
     if raw.ndim == 3:
       raw = raw[..., 0]
     check_sizes(image, raw, where, where)
-    return image, map_label(raw, classes.CITYSCAPES_ID_MAP, where, "Cityscapes"), name
+    return image, map_label(raw, self._lut, where, "Cityscapes"), name
 
 
 def _decode(data, where: str, mode: Optional[str]) -> np.ndarray:
@@ -476,5 +489,6 @@ def cityscapes_tfds(cfg, split: str, seed: int = 0) -> Source:
   del seed
   root = os.path.abspath(os.path.expanduser(cfg.root)) if cfg.root else ""
   if not root or not os.path.isdir(os.path.join(root, TFDS_CITYSCAPES)):
-    raise FileNotFoundError(TFDS_MISSING.format(root=root or "''"))
-  return _finish(CityscapesTFDS(root, split, _eval_resize(cfg, split)), cfg)
+    raise NotFoundError(TFDS_MISSING.format(root=root or "''"))
+  return _finish(CityscapesTFDS(root, split, _eval_resize(cfg, split), _ignore_label(cfg)),
+                 cfg)

@@ -6,7 +6,8 @@ the stream is deterministic, and its iterator's `get_state()` / `set_state()` (a
 index) restores it exactly, e.g. from an orbax checkpoint.
 
 `eval_batches` is a plain generator over one split, padded so that every process yields
-the same number of equally sized batches (needed to run a jitted step on every host).
+the same number of batches (needed to run a jitted step on every host), all of one shape
+with `pad_to` (needed across hosts when image sizes vary; one compile).
 """
 import math
 from typing import Iterator, Optional, Sequence
@@ -15,6 +16,7 @@ import grain
 import numpy as np
 
 from flaseg.data import transforms
+from flaseg.errors import ConfigError
 
 
 def _train_example(element: dict) -> dict:
@@ -25,7 +27,8 @@ def _train_example(element: dict) -> dict:
 def train_dataset(source, *, batch_size: int, crop_size: Sequence[int],
                   scale_range: Sequence[float] = (0.5, 2.0), flip: bool = True,
                   color_jitter: float = 0.25, seed: int = 0, process_index: int = 0,
-                  process_count: int = 1, num_threads: int = 2) -> grain.IterDataset:
+                  process_count: int = 1, num_threads: int = 2,
+                  ignore_label: int = 255) -> grain.IterDataset:
   """Infinite stream of augmented train batches for this process.
 
   Yields `{"image": uint8 (batch_size, h, w, 3), "label": int32 (batch_size, h, w)}` with
@@ -34,10 +37,11 @@ def train_dataset(source, *, batch_size: int, crop_size: Sequence[int],
   the global position) cut into local batches, and process p takes local batches p,
   p + process_count, ...: the rows of global batch t are the same examples in the same order
   whatever the number of processes (so are the per-row dropout masks), and processes see
-  disjoint examples within an epoch.
+  disjoint examples within an epoch. Crops reaching past a (scaled) image are padded with
+  image 0 and label `ignore_label`.
   """
   ds = grain.MapDataset.source(source).shuffle(seed=seed).repeat()
-  ds = ds.random_map(transforms.RandomScaleCropFlip(crop_size, scale_range, flip),
+  ds = ds.random_map(transforms.RandomScaleCropFlip(crop_size, scale_range, flip, ignore_label),
                      seed=seed + 1)
   if color_jitter:
     ds = ds.random_map(transforms.ColorJitter(color_jitter, color_jitter, color_jitter),
@@ -53,6 +57,16 @@ def num_eval_batches(num_examples: int, batch_size: int, process_count: int = 1)
   return math.ceil(math.ceil(num_examples / process_count) / batch_size)
 
 
+def _fixed_shape(pad_to):
+  """`pad_to` as (H, W), or None for per-batch padding (None or (0, 0))."""
+  if pad_to is None or tuple(pad_to) == (0, 0):
+    return None
+  if len(pad_to) != 2 or min(int(s) for s in pad_to) <= 0:
+    raise ConfigError(f"pad_to={tuple(pad_to)}: expected (H, W) > 0, or (0, 0) to pad each "
+                     f"batch to its largest image")
+  return int(pad_to[0]), int(pad_to[1])
+
+
 def eval_batches(source, *, batch_size: int, process_index: int = 0, process_count: int = 1,
                  pad_to: Optional[Sequence[int]] = None,
                  ignore_label: int = 255) -> Iterator[dict]:
@@ -61,27 +75,35 @@ def eval_batches(source, *, batch_size: int, process_index: int = 0, process_cou
   Process p reads examples p, p + process_count, ...; every process yields
   `num_eval_batches(len(source), batch_size, process_count)` batches
   `{"image": uint8 (B, H, W, 3), "label": int32 (B, H, W), "valid": bool (B,),
-  "index": int32 (B,)}`. Images of a batch are padded on the bottom and right to the largest
-  H and W in the batch (at least `pad_to` if given; pass the largest size of the split to
-  get the same shape on every process and batch) with image 0 and label `ignore_label`.
-  The last batches are filled with such blank examples, `valid=False` and `index=-1`.
+  "index": int32 (B,)}`. Images are padded on the bottom and right with image 0 and label
+  `ignore_label`: to `pad_to` = (H, W) (config.eval.pad_to), the same shape for every batch and
+  process, so that the eval step compiles once (an image larger than `pad_to` is a
+  ValueError); with `pad_to` None or (0, 0) to the largest H and W of each batch. The last
+  batches are filled with blank examples, `valid=False` and `index=-1`.
   """
+  fixed = _fixed_shape(pad_to)
   indices = list(range(process_index, len(source), process_count))
   num_batches = num_eval_batches(len(source), batch_size, process_count)
   for b in range(num_batches):
     batch_indices = indices[b * batch_size:(b + 1) * batch_size]
     examples = [source[i] for i in batch_indices]
-    heights = [ex["label"].shape[0] for ex in examples] + [1]
-    widths = [ex["label"].shape[1] for ex in examples] + [1]
-    if pad_to is not None:
-      heights.append(pad_to[0])
-      widths.append(pad_to[1])
-    if not examples and pad_to is None and len(source):
-      # A process with no real example left: blank images of the first example's size.
-      first = source[0]["label"].shape
-      heights.append(first[0])
-      widths.append(first[1])
-    h, w = max(heights), max(widths)
+    if fixed:
+      h, w = fixed
+      for i, ex in zip(batch_indices, examples):
+        eh, ew = ex["label"].shape
+        if eh > h or ew > w:
+          which = f"{i} ({ex['name']})" if "name" in ex else f"{i}"
+          raise ConfigError(f"eval image {which} is {eh}x{ew} (HxW), larger than "
+                           f"pad_to=({h}, {w}) (config.eval.pad_to)")
+    else:
+      heights = [ex["label"].shape[0] for ex in examples] + [1]
+      widths = [ex["label"].shape[1] for ex in examples] + [1]
+      if not examples and len(source):
+        # A process with no real example left: blank images of the first example's size.
+        first = source[0]["label"].shape
+        heights.append(first[0])
+        widths.append(first[1])
+      h, w = max(heights), max(widths)
     images = np.zeros((batch_size, h, w, 3), np.uint8)
     labels = np.full((batch_size, h, w), ignore_label, np.int32)
     for k, ex in enumerate(examples):

@@ -16,6 +16,9 @@ a small CNN to learn it.
 import numpy as np
 from PIL import Image
 
+from flaseg.data import classes
+from flaseg.errors import ConfigError
+
 _SPLITS = {"train": 0, "val": 1, "test": 2}
 
 ROAD, SIDEWALK, BUILDING, POLE, SIGN, VEGETATION, SKY, PERSON, CAR = range(9)
@@ -294,7 +297,8 @@ class SyntheticScenes:
   """Synthetic street scenes as a grain random-access source (`__len__`, `__getitem__`).
 
   Example `i` of a split is a pure function of (seed, split, i); train, val and test use
-  different random streams, so they are disjoint.
+  different random streams, so they are disjoint. Every pixel has a class; `ignore_label`
+  (an int in 9..255) is what the pipelines pad with.
   """
   class_names = ("road", "sidewalk", "building", "pole", "traffic_sign", "vegetation",
                  "sky", "person", "car")
@@ -303,14 +307,14 @@ class SyntheticScenes:
   palette = np.array([(128, 64, 128), (244, 35, 232), (70, 70, 70), (153, 153, 153),
                       (220, 220, 0), (107, 142, 35), (70, 130, 180), (220, 20, 60),
                       (0, 0, 142)], np.uint8)
-  ignore_label = 255
 
   def __init__(self, split: str = "train", num_examples: int = 512, height: int = 96,
-               width: int = 128, seed: int = 0):
+               width: int = 128, seed: int = 0, ignore_label: int = classes.IGNORE_LABEL):
     if split not in _SPLITS:
-      raise ValueError(f"Unknown split {split!r}, expected one of {tuple(_SPLITS)}.")
+      raise ConfigError(f"Unknown split {split!r}, expected one of {tuple(_SPLITS)}.")
     self.split, self.num_examples = split, num_examples
     self.height, self.width, self.seed = height, width, seed
+    self.ignore_label = classes.check_ignore_label(ignore_label, self.num_classes, "synthetic")
 
   def __len__(self) -> int:
     return self.num_examples

@@ -11,6 +11,8 @@ import grain
 import numpy as np
 from PIL import Image
 
+from flaseg.errors import ConfigError
+
 
 def _resize(array: np.ndarray, height: int, width: int, resample) -> np.ndarray:
   """Resizes a uint8 (H, W) or (H, W, 3) array with PIL."""
@@ -31,7 +33,9 @@ class RandomScaleCropFlip(grain.transforms.RandomMap):
     self.crop_size = tuple(int(s) for s in crop_size)
     self.scale_range = tuple(float(s) for s in scale_range)
     self.flip = flip
-    self.ignore_label = ignore_label
+    if not 0 <= int(ignore_label) <= 255:
+      raise ConfigError(f"ignore_label={ignore_label}: labels are uint8, expected 0..255")
+    self.ignore_label = int(ignore_label)
 
   def random_map(self, element: dict, rng: np.random.Generator) -> dict:
     image, label = element["image"], element["label"]
