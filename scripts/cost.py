@@ -8,8 +8,8 @@
 
 A block is its attention core as FLANet's Table 3 counts it: the attention module with its own
 1x1 projections (and EMA's 1x1 convs, NL's `conv_out`), without the 3x3 ConvBNReLUs around it,
-on one (batch, h, w, C) feature map (h, w = input / stride), built from the heads' own functions
-and modules. `net:<head>` is the whole network of `configs/<head>_cityscapes.py` (with
+on one (batch, h, w, C) feature map (h, w = input / stride): each is the heads' own module or
+block function (`Block` runs a block function in a module of its own), nothing re-implemented. `net:<head>` is the whole network of `configs/<head>_cityscapes.py` (with
 `--backbone`). Batch 1, inference (train=False), float32.
 
 GFLOPs: XLA's cost analysis of the lowered program (a multiply-add is 2 FLOPs; softmax and other
@@ -18,15 +18,17 @@ so FLOPs always come from the direct (unchunked) attention; the math is the same
 Memory (MiB): XLA's buffer assignment of the compiled program, arguments + outputs + temporaries
 (`compiled.memory_analysis()`), with the attention as `--attention` selects. On CPU the
 YNNPACK library fusions, which hide their internal buffers from that analysis, are turned off.
-Both count convolutions as GPU and TPU run them, directly: not the CPU's Winograd 3x3 convs
-(flaseg.models.conv.direct_convolutions), which execute fewer FLOPs.
+Both count convolutions as GPU and TPU run them, directly (`Lowering(conv='direct')`): not the
+CPU's Winograd 3x3 convs, which execute fewer FLOPs.
 Nothing is run: every program is only lowered and compiled, at any size.
 """
 import argparse
+import dataclasses
 import json
 import math
 import os
 import sys
+from typing import Any, Callable
 
 import flax.linen as nn
 import jax
@@ -35,10 +37,9 @@ import jax.numpy as jnp
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from flaseg import config_lib  # noqa: E402
 from flaseg.models import HEADS, build_model  # noqa: E402
-from flaseg.models import conv as conv_lib  # noqa: E402
-from flaseg.models.heads import attanet, cc, danet, denoised_nl, dnl, ema  # noqa: E402
-from flaseg.models.heads import fla, isa, nl, reconet, sanet  # noqa: E402
-from flaseg.models.layers import ConvBNReLU, conv, resize_nearest  # noqa: E402
+from flaseg.models.heads import attanet, ccnet, danet, denoised_nl, dnl, emanet  # noqa: E402
+from flaseg.models.heads import fla, isanet, nl, reconet, sanet  # noqa: E402
+from flaseg.models.lowering import Lowering  # noqa: E402
 
 # The papers' tables (paper-tables.md, read from the papers): {block: (GFLOPs, memory MB)}.
 # FLANet Table 3 (768x768, ResNet-50, cores at 1/8 with C = 512; 1 multiply-add = 2 FLOPs).
@@ -66,98 +67,18 @@ CPU_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": "",
 
 
 # ----------------------------------------------------------------------------------------------
-# The blocks' cores, from the heads' own functions and modules. Each takes (x,) or the inputs
-# `block_inputs` gives and returns one array.
+# The blocks, each from the heads' own modules and block functions.
 
-class FLACore(nn.Module):
-  """FLA block without its 3x3 ConvBNReLU: the two Linear encoders of the pooled maps, the
-  `fla_attention` core and the gamma residual (fla.FullyAttentionalBlock)."""
-
-  @nn.compact
-  def __call__(self, x):
-    c = x.shape[-1]
-    enc_h = nn.Dense(c, name="conv1")(x.mean(axis=2))
-    enc_w = nn.Dense(c, name="conv2")(x.mean(axis=1))
-    gamma = self.param("gamma", nn.initializers.zeros, ())
-    return x + gamma * fla.fla_attention(x, enc_h, enc_w)
-
-
-class DualNL(nn.Module):
-  """Dual NL (DANet): PAM and CAM in parallel, summed (the two DAHead branches' cores)."""
+class Block(nn.Module):
+  """Runs `fn(module, *inputs)`, a head's block function that creates its layers in the
+  module it is given (e.g. `fla.fully_attentional`), in a module of its own."""
+  fn: Callable
+  dtype: Any = jnp.float32
+  lowering: Lowering = Lowering()
 
   @nn.compact
-  def __call__(self, x):
-    return danet.PAM(64, name="pam")(x) + danet.CAM(name="cam")(x)
-
-
-class CSNL(nn.Module):
-  """CS NL: CAM then PAM in series (channel_nl.CSNLHead without its 3x3 ConvBNReLU)."""
-
-  @nn.compact
-  def __call__(self, x):
-    return danet.PAM(64, name="spatial")(danet.CAM(name="channel")(x))
-
-
-class DenoisedCore(nn.Module):
-  """Denoised NL block without its classifier and 3x3 conv (denoised_nl.DNL): q, k 1x1 -> C/8,
-  v 1x1 -> C, `denoised_attention` (rectified by class probabilities P, plus local
-  retention), gamma residual. P (B, h, w, 19) is an input (from the layer3 classifier)."""
-
-  @nn.compact
-  def __call__(self, x, probs):
-    c = x.shape[-1]
-    q = conv(c // 8, 1, name="conv1")(x)
-    k = conv(c // 8, 1, name="conv2")(x)
-    v = conv(c, 1, name="conv3")(x)
-    gamma = self.param("gamma", nn.initializers.zeros, ())
-    return x + gamma * denoised_nl.denoised_attention(q, k, v, probs)
-
-
-class EMACore(nn.Module):
-  """EMA block of mmseg's EMAHead between ema_in_conv and the bottleneck: frozen 1x1
-  ema_mid_conv, 3 EM steps with 64 bases and the reconstruction (EMAModule), ReLU, 1x1
-  ema_out_conv + BN, ReLU(identity + .)."""
-
-  @nn.compact
-  def __call__(self, x):
-    y = ema.FrozenConv1x1(x.shape[-1], name="ema_mid_conv")(x)
-    y = ema.EMAModule(64, 3, name="ema_module")(y, False)
-    y = ConvBNReLU(x.shape[-1], 1, relu=False, name="ema_out_conv")(nn.relu(y), False)
-    return nn.relu(x + y)
-
-
-class ISACore(nn.Module):
-  """Interlaced sparse self-attention (isa.ISAHead between in_conv and out_conv): global
-  relation over 8x8 interlaced groups, then local relation in each 8x8 block."""
-
-  @nn.compact
-  def __call__(self, x):
-    b, h, w, _ = x.shape
-    y = isa.isa_partition(x, (8, 8))
-    y = isa.ISASelfAttention(256, name="global_relation")(y, False)
-    y = isa.isa_regroup(y, b, (8, 8))
-    y = isa.ISASelfAttention(256, name="local_relation")(y, False)
-    return isa.isa_unpartition(y, b, (h, w), (8, 8))
-
-
-class RCCA(nn.Module):
-  """CCHead's recurrent criss-cross attention: one CrissCrossAttention applied twice."""
-
-  @nn.compact
-  def __call__(self, x):
-    cca = cc.CrissCrossAttention(name="cca")
-    return cca(cca(x))
-
-
-class AFMCore(nn.Module):
-  """AttaNet's AFM: the channel gate a = AttentionFusion(feat16, feat32) and the fusion
-  feat16 * (1 - a) + up(feat32c * a). feat32 is the raw 1/32 map (4C channels, 640 = 128 +
-  512 into the 1x1 conv as in AttaNet), feat32c its baseline conv_head32 output (C)."""
-
-  @nn.compact
-  def __call__(self, feat16, feat32, feat32c):
-    a = attanet.AttentionFusion(feat16.shape[-1], name="afm")(feat16, feat32, False)
-    return attanet.fuse(feat16, resize_nearest(feat32c * a, feat16.shape[1:3]), a)
+  def __call__(self, *inputs):
+    return self.fn(self, *inputs)
 
 
 class Eval(nn.Module):
@@ -168,23 +89,61 @@ class Eval(nn.Module):
     return self.inner(x, False)
 
 
-# block: (module factory of C, what is counted)
+class Sum(nn.Module):
+  """Dual NL (DANet): `a(x) + b(x)`, PAM and CAM in parallel (the two DAHead branches)."""
+  a: nn.Module
+  b: nn.Module
+
+  def __call__(self, x):
+    return self.a(x) + self.b(x)
+
+
+class Chain(nn.Module):
+  """CS NL: `b(a(x))`, CAM then PAM in series (CSNLHead's block without its 3x3 conv)."""
+  a: nn.Module
+  b: nn.Module
+
+  def __call__(self, x):
+    return self.b(self.a(x))
+
+
+def afm(module, feat16, feat32, feat32c):
+  """AttaNet's AFM: the channel gate a = AttentionFusion(feat16, feat32) and the fusion
+  feat16 * (1 - a) + up(feat32c * a). feat32 is the raw 1/32 map (4C channels, 640 = 128 +
+  512 into the 1x1 conv as in AttaNet), feat32c its baseline conv_head32 output (C)."""
+  a = attanet.AttentionFusion(feat16.shape[-1], lowering=module.lowering, name="afm")(
+      feat16, feat32, False)
+  return attanet.fuse(feat16, feat32c, a)[0]
+
+
+# block: (module factory of (C, lowering), what is counted)
 BLOCKS = {
-    "fla": (lambda c: FLACore(), "2 Linear encoders + fla_attention (4 N C^2)"),
-    "channel_nl": (lambda c: danet.CAM(), "DANet CAM (2 N C^2)"),
-    "spatial_nl": (lambda c: danet.PAM(64), "DANet PAM, q/k 64, v C (the papers' Spatial NL)"),
-    "nl": (lambda c: Eval(nl.NonLocal2d()), "mmcv NonLocal2d, C/2, conv_out"),
-    "danet": (lambda c: DualNL(), "PAM + CAM (Dual NL)"),
-    "cs_nl": (lambda c: CSNL(), "CAM then PAM"),
-    "dnl": (lambda c: Eval(dnl.DisentangledNonLocal2d()), "DisentangledNonLocal2d"),
-    "denoised_nl": (lambda c: DenoisedCore(), "q/k C/8, v C + rectified attention + LR"),
-    "reconet": (lambda c: reconet.TGMTRM(64, 64), "TGM + TRM, rank 64"),
-    "emanet": (lambda c: EMACore(), "mid conv + 3 EM steps (K 64) + recon + out conv"),
-    "isanet": (lambda c: ISACore(), "global + local relation, 8x8"),
-    "ccnet": (lambda c: RCCA(), "criss-cross x2, q/k C/8, v C"),
-    "sam": (lambda c: Eval(attanet.StripAttention(64)), "strip attention, q/k 64, v C"),
-    "afm": (lambda c: AFMCore(), "1x1 ConvBNReLU on cat[f16, f32], gate, fuse"),
-    "sa": (lambda c: Eval(sanet.SAModule(c // 4)), "SANet SA module, C/4"),
+    "fla": (lambda c, lo: Block(fla.fully_attentional, lowering=lo),
+            "2 Linear encoders + fla_attention (4 N C^2)"),
+    "channel_nl": (lambda c, lo: danet.CAM(), "DANet CAM (2 N C^2)"),
+    "spatial_nl": (lambda c, lo: danet.PAM(64, lowering=lo),
+                   "DANet PAM, q/k 64, v C (the papers' Spatial NL)"),
+    "nl": (lambda c, lo: Eval(nl.NonLocal2d(lowering=lo)), "mmcv NonLocal2d, C/2, conv_out"),
+    "danet": (lambda c, lo: Sum(danet.PAM(64, lowering=lo), danet.CAM()), "PAM + CAM (Dual NL)"),
+    "cs_nl": (lambda c, lo: Chain(danet.CAM(), danet.PAM(64, lowering=lo)), "CAM then PAM"),
+    "dnl": (lambda c, lo: Eval(dnl.DisentangledNonLocal2d(lowering=lo)),
+            "DisentangledNonLocal2d"),
+    "denoised_nl": (lambda c, lo: Block(denoised_nl.rectified_attention, lowering=lo),
+                    "q/k C/8, v C + rectified attention + LR"),
+    "reconet": (lambda c, lo: reconet.TGMTRM(64, 64), "TGM + TRM, rank 64"),
+    "emanet": (lambda c, lo: Block(lambda m, x: emanet.ema_block(m, x, 64, 3, 0.1, False),
+                                   lowering=lo),
+               "mid conv + 3 EM steps (K 64) + recon + out conv"),
+    "isanet": (lambda c, lo: Block(lambda m, x: isanet.interlaced_relations(m, x, 256, (8, 8),
+                                                                            False),
+                                   lowering=lo), "global + local relation, 8x8"),
+    "ccnet": (lambda c, lo: ccnet.CrissCrossAttention(2, lowering=lo),
+              "criss-cross x2, q/k C/8, v C"),
+    "sam": (lambda c, lo: Eval(attanet.StripAttention(64, lowering=lo)),
+            "strip attention, q/k 64, v C"),
+    "afm": (lambda c, lo: Block(afm, lowering=lo),
+            "1x1 ConvBNReLU on cat[f16, f32], gate, fuse"),
+    "sa": (lambda c, lo: Eval(sanet.SAModule(c // 4, lowering=lo)), "SANet SA module, C/4"),
 }
 
 
@@ -203,33 +162,31 @@ def block_inputs(name, batch, h, w, c):
 
 # ----------------------------------------------------------------------------------------------
 
-DEFAULT_LIMITS = (nl.MAX_ATTENTION_BYTES, denoised_nl.MAX_RELATION_BYTES)
+def lowering(attention="auto") -> Lowering:
+  """Direct convolutions (as GPU and TPU run them), and the attention path of NL, DNL, PAM, ISA
+  and Denoised NL: 'auto' (the default limits), 'direct' (always the whole N x N map) or
+  'chunked' (always query blocks)."""
+  if attention == "auto":
+    return Lowering(conv="direct")
+  limit = float("inf") if attention == "direct" else 0
+  return Lowering(conv="direct", attention_max_bytes=limit, relation_max_bytes=limit)
 
 
-def set_attention(mode):
-  """The path of `nl_attention` and `denoised_attention`: 'auto' (their defaults), 'direct'
-  (always the whole N x N map) or 'chunked' (always query blocks). Read at trace time."""
-  if mode == "auto":
-    nl.MAX_ATTENTION_BYTES, denoised_nl.MAX_RELATION_BYTES = DEFAULT_LIMITS
-  else:
-    limit = float("inf") if mode == "direct" else 0
-    nl.MAX_ATTENTION_BYTES = denoised_nl.MAX_RELATION_BYTES = limit
-
-
-def block_program(name, batch, h, w, c):
+def block_program(name, batch, h, w, c, attention="auto"):
   """(fn, args): block `name` at the (batch, h, w, c) map; args are ShapeDtypeStructs."""
-  module = BLOCKS[name][0](c)
+  module = BLOCKS[name][0](c, lowering(attention))
   inputs = block_inputs(name, batch, h, w, c)
   variables = jax.eval_shape(lambda *a: module.init(jax.random.key(0), *a), *inputs)
   return (lambda v, *a: module.apply(v, *a)), (variables, *inputs)
 
 
-def net_program(head, size, batch, backbone=""):
+def net_program(head, size, batch, backbone="", attention="auto"):
   """(fn, args): the whole network of `configs/<head>_cityscapes.py` ('out' logits) on
   (batch, *size, 3) images, with ResNet depth `backbone` ('resnet50'; '' keeps the config's)."""
   config = config_lib.load(os.path.join(REPO, "configs", f"{head}_cityscapes.py"))
   if backbone:
     config.model.backbone.depth = int(backbone.replace("resnet", ""))
+  config.model.lowering = dataclasses.asdict(lowering(attention))
   model = build_model(config.model)
   images = jax.ShapeDtypeStruct((batch, *size, 3), jnp.float32)
   variables = jax.eval_shape(lambda x: model.init(jax.random.key(0), x), images)
@@ -237,19 +194,12 @@ def net_program(head, size, batch, backbone=""):
 
 
 def gflops(fn, args):
-  """XLA's FLOPs of the lowered program, in G, with the direct attention (the cost analysis
-  counts a loop body once, so a chunked program would be undercounted)."""
-  set_attention("direct")
-  try:
-    # A fresh function for every trace: jit caches traces per function, and the attention
-    # path is chosen while tracing.
-    with conv_lib.direct_convolutions():
-      return jax.jit(lambda *a: fn(*a)).lower(*args).cost_analysis()["flops"] / 1e9
-  finally:
-    set_attention("auto")
+  """XLA's FLOPs of the lowered program `fn` (built with the direct attention: the cost
+  analysis counts a loop body once, so a chunked program would be undercounted), in G."""
+  return jax.jit(fn).lower(*args).cost_analysis()["flops"] / 1e9
 
 
-def memory_mib(fn, args, attention="auto", backward=False):
+def memory_mib(fn, args, backward=False):
   """Arguments + outputs + temporaries of the compiled program, in MiB. With `backward`, of
   the vjp of fn (a cotangent input, gradients w.r.t. all args): forward and backward pass as
   a training step holds them."""
@@ -260,12 +210,7 @@ def memory_mib(fn, args, attention="auto", backward=False):
   else:
     program = lambda *a: fn(*a)  # noqa: E731
   options = CPU_OPTIONS if jax.default_backend() == "cpu" else None
-  set_attention(attention)
-  try:
-    with conv_lib.direct_convolutions():
-      m = jax.jit(program).lower(*args).compile(options).memory_analysis()
-  finally:
-    set_attention("auto")
+  m = jax.jit(program).lower(*args).compile(options).memory_analysis()
   return (m.temp_size_in_bytes + m.argument_size_in_bytes + m.output_size_in_bytes) / 2**20
 
 
@@ -279,21 +224,21 @@ def rows(table="flanet", size=None, stride=None, channels=None, backbone=None, b
   h, w = math.ceil(size[0] / stride), math.ceil(size[1] / stride)
   out = []
   for name in (list(BLOCKS) if blocks is None else blocks):
-    fn, args = block_program(name, batch, h, w, c)
-    g = gflops(fn, args)
+    g = gflops(*block_program(name, batch, h, w, c, "direct"))
+    fn, args = block_program(name, batch, h, w, c, attention)
     paper_gflops, paper_mb = figures.get(name, (None, None))
     out.append({"block": name, "counts": BLOCKS[name][1], "table": table, "size": list(size),
                 "feature": [batch, h, w, c], "attention": attention, "gflops": g,
-                "gmacs": g / 2, "memory_mb": memory_mib(fn, args, attention),
-                "train_memory_mb": memory_mib(fn, args, attention, backward=True),
+                "gmacs": g / 2, "memory_mb": memory_mib(fn, args),
+                "train_memory_mb": memory_mib(fn, args, backward=True),
                 "paper_gflops": paper_gflops, "paper_memory_mb": paper_mb,
                 "ratio": g * per_mac / 2 / paper_gflops if paper_gflops else None})
   for head in (list(HEADS) if nets is None else nets):
-    fn, args = net_program(head, size, batch, backbone)
-    g = gflops(fn, args)
+    g = gflops(*net_program(head, size, batch, backbone, "direct"))
+    fn, args = net_program(head, size, batch, backbone, attention)
     out.append({"block": f"net:{head}", "counts": "whole network", "table": table,
                 "size": list(size), "backbone": backbone or "config's", "attention": attention,
-                "gflops": g, "gmacs": g / 2, "memory_mb": memory_mib(fn, args, attention),
+                "gflops": g, "gmacs": g / 2, "memory_mb": memory_mib(fn, args),
                 "train_memory_mb": None, "paper_gflops": None, "paper_memory_mb": None,
                 "ratio": None})
   return out

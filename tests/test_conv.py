@@ -9,6 +9,7 @@ from jax import lax
 
 from flaseg.models import conv as conv_lib
 from flaseg.models.layers import conv
+from flaseg.models.lowering import Lowering
 
 HI = lax.Precision.HIGHEST
 
@@ -126,15 +127,12 @@ def _naive_conv_float64(x, w, dilation):
              for i in range(3) for j in range(3))
 
 
-@pytest.fixture
-def small_winograd(monkeypatch):
-  """Winograd also for the tests' small maps (by default it needs 4096 output positions)."""
-  monkeypatch.setattr(conv_lib, "WINOGRAD_MIN_POSITIONS", 1)
+# Winograd also for the tests' small maps (by default it needs 4096 output positions).
+SMALL_WINOGRAD = Lowering(winograd_min_positions=1)
 
 
 @pytest.mark.parametrize("batch,h,w,cin,cout,dilation", WINOGRAD_CASES)
-def test_winograd_equals_lax_and_is_as_accurate(batch, h, w, cin, cout, dilation,
-                                                small_winograd):
+def test_winograd_equals_lax_and_is_as_accurate(batch, h, w, cin, cout, dilation):
   """Value, input gradient and weight gradient equal lax's convolution; the value's error
   against a float64 sum over taps is within 4x of lax's own float32 error."""
   rng = np.random.default_rng(cin + cout + h)
@@ -145,8 +143,9 @@ def test_winograd_equals_lax_and_is_as_accurate(batch, h, w, cin, cout, dilation
   ref = lambda a, b: lax.conv_general_dilated(a, b, (1, 1), pad, rhs_dilation=dilation,
                                               dimension_numbers=dn)
   ours = lambda a, b: conv_lib.conv_general_dilated(a, b, (1, 1), pad, rhs_dilation=dilation,
-                                                    dimension_numbers=dn)
-  assert conv_lib._winograd_applies(x, kernel, (1, 1), pad, dilation)
+                                                    dimension_numbers=dn,
+                                                    lowering=SMALL_WINOGRAD)
+  assert conv_lib.winograd_applies(x, kernel, (1, 1), pad, dilation, SMALL_WINOGRAD)
   ref_y, ref_vjp = jax.vjp(ref, x, kernel)
   y, vjp = jax.jit(lambda a, b: jax.vjp(ours, a, b))(x, kernel)
   dy = jnp.asarray(rng.standard_normal(ref_y.shape), jnp.float32)
@@ -176,19 +175,20 @@ def test_winograd_is_the_compiled_path_only_where_it_applies():
     assert "convolution(" in text
 
 
-def test_direct_convolutions_counts_the_direct_flops(small_winograd):
-  """Inside `direct_convolutions` an eligible conv lowers as the direct conv (2 * Cin*Cout
-  FLOPs per output and kernel tap inside the image: XLA skips the zero padding); outside,
-  Winograd executes its 16 matmuls over the 2x2 tiles and little else."""
+def test_direct_lowering_counts_the_direct_flops():
+  """With `Lowering(conv='direct')` an eligible conv lowers as the direct conv (2 * Cin*Cout
+  FLOPs per output and kernel tap inside the image: XLA skips the zero padding); with the
+  default, Winograd executes its 16 matmuls over the 2x2 tiles and little else."""
   x = jax.ShapeDtypeStruct((2, 16, 12, 128), jnp.float32)
   w = jax.ShapeDtypeStruct((3, 3, 128, 128), jnp.float32)
-  f = lambda a, b: conv_lib.conv_general_dilated(a, b, (1, 1), ((1, 1), (1, 1)),
-                                                 dimension_numbers=("NHWC", "HWIO", "NHWC"))
-  flops = lambda: jax.jit(lambda a, b: f(a, b)).lower(x, w).cost_analysis()["flops"]
+  def flops(lowering):
+    f = lambda a, b: conv_lib.conv_general_dilated(  # noqa: E731
+        a, b, (1, 1), ((1, 1), (1, 1)), dimension_numbers=("NHWC", "HWIO", "NHWC"),
+        lowering=lowering)
+    return jax.jit(f).lower(x, w).cost_analysis()["flops"]
   taps_h, taps_w = 16 * 3 - 2, 12 * 3 - 2  # the first and last row (column) lose a tap
   direct = 2 * 2 * taps_h * taps_w * 128 * 128
   winograd = 2 * 16 * (2 * 8 * 6) * 128 * 128  # 16 matmuls over 2 x 8 x 6 tiles
-  assert winograd <= flops() < 1.1 * winograd
-  with conv_lib.direct_convolutions():
-    assert flops() == pytest.approx(direct, rel=1e-3)
-  assert winograd <= flops() < 1.1 * winograd  # restored
+  assert winograd <= flops(SMALL_WINOGRAD) < 1.1 * winograd
+  direct_lowering = Lowering(conv="direct", winograd_min_positions=1)
+  assert flops(direct_lowering) == pytest.approx(direct, rel=1e-3)

@@ -117,9 +117,12 @@ def test_attention_fusion_gate_matches_reference():
     g = f.mean((0, 1)) @ w2  # GAP then 1x1 conv: one weight per channel
     want[b, 0, 0] = sigmoid(bn(g, p["bn_atten"], s["bn_atten"]))
   close(got, want)
-  a = np.asarray(got)
-  up = rand(10, B, 4, 6, 4)  # conv_head32(feat32) * a, upsampled
-  close(attanet.fuse(jnp.asarray(f16), jnp.asarray(up), a), f16 * (1 - a) + up)
+  a = np.asarray(got, np.float64)
+  f32c = rand(10, B, 2, 3, 4)  # conv_head32(feat32) at 1/32
+  up = np.stack([nearest(f32c[b] * a[b], (4, 6)) for b in range(B)])
+  fused, got_up = attanet.fuse(jnp.asarray(f16), jnp.asarray(f32c), jnp.asarray(a, jnp.float32))
+  close(got_up, up)
+  close(fused, f16 * (1 - a) + up)
 
 
 # ---------------------------------------------------------------------------- Denoised NL

@@ -1,28 +1,38 @@
-"""Builds a `Segmenter` from `config.model`.
+"""Builds a `Segmenter` from `config.model`, and its initial variables.
 
-  model.head          a key of HEADS
+  model.head          a key of HEADS (one line per network: add yours here)
   model.head_kwargs   keyword arguments of that head class (channels, dropout, ...)
   model.backbone      ResNet fields (depth, stem, output_stride, contract_dilation, multi_grid,
                       avg_down, width)
+  model.lowering      `Lowering` fields: how convolutions and attention are computed
   model.num_classes, model.align_corners, model.dtype ('float32' | 'bfloat16')
+
+A head is a Flax module with the fields `num_classes`, `dtype` and `lowering` (passed by
+`build_model`) and whatever `head_kwargs` sets; it maps the backbone's feature dict
+{'c2'..'c5'} to a dict of logits (B, h, w, K) at any feature resolution, 'out' being the
+prediction (README "Adding a head").
 """
 import dataclasses
 
+import flax
 import jax.numpy as jnp
 
+from flaseg.errors import ConfigError
 from flaseg.models.heads.attanet import AttaNetHead
-from flaseg.models.heads.cc import CCHead
-from flaseg.models.heads.channel_nl import ChannelNLHead, CSNLHead
-from flaseg.models.heads.danet import DAHead
+from flaseg.models.heads.ccnet import CCNetHead
+from flaseg.models.heads.channel_nl import ChannelNLHead
+from flaseg.models.heads.cs_nl import CSNLHead
+from flaseg.models.heads.danet import DANetHead
 from flaseg.models.heads.denoised_nl import DenoisedNLHead
 from flaseg.models.heads.dnl import DNLHead
-from flaseg.models.heads.ema import EMAHead
+from flaseg.models.heads.emanet import EMANetHead
 from flaseg.models.heads.fcn import FCNHead
 from flaseg.models.heads.fla import FLAHead
-from flaseg.models.heads.isa import ISAHead
+from flaseg.models.heads.isanet import ISANetHead
 from flaseg.models.heads.nl import NLHead
 from flaseg.models.heads.reconet import RecoNetHead
 from flaseg.models.heads.sanet import SANetHead
+from flaseg.models.lowering import Lowering
 from flaseg.models.resnet import ResNet
 from flaseg.models.segmenter import Segmenter
 
@@ -32,10 +42,10 @@ HEADS = {
     # mmseg heads
     "nl": NLHead,
     "dnl": DNLHead,
-    "danet": DAHead,
-    "emanet": EMAHead,
-    "isanet": ISAHead,
-    "ccnet": CCHead,
+    "danet": DANetHead,
+    "emanet": EMANetHead,
+    "isanet": ISANetHead,
+    "ccnet": CCNetHead,
     # paper heads
     "channel_nl": ChannelNLHead,
     "cs_nl": CSNLHead,
@@ -48,26 +58,37 @@ HEADS = {
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float64": jnp.float64}
 
 
-def _check_fields(cls, kwargs, key):
+def _checked_kwargs(cls, kwargs, key) -> dict:
   names = {f.name for f in dataclasses.fields(cls)} - {"parent", "name"}
   for k in kwargs:
     if k not in names:
-      raise ValueError(f"{key}.{k}: unknown field of {cls.__name__}; known: {sorted(names)}")
+      raise ConfigError(f"{key}.{k}: unknown field of {cls.__name__}; known: {sorted(names)}")
+  return dict(kwargs)
 
 
 def build_model(cfg) -> Segmenter:
+  """The network `cfg` (= config.model) describes; see the module docstring."""
   if cfg.head not in HEADS:
-    raise ValueError(f"config.model.head={cfg.head!r}: choose one of {sorted(HEADS)}")
+    raise ConfigError(f"config.model.head={cfg.head!r}: choose one of {sorted(HEADS)}")
   if cfg.dtype not in DTYPES:
-    raise ValueError(f"config.model.dtype={cfg.dtype!r}: choose one of {sorted(DTYPES)}")
-  dtype = DTYPES[cfg.dtype]
-  backbone_kwargs = dict(cfg.backbone)
+    raise ConfigError(f"config.model.dtype={cfg.dtype!r}: choose one of {sorted(DTYPES)}")
+  common = dict(dtype=DTYPES[cfg.dtype],
+                lowering=Lowering(**_checked_kwargs(Lowering, cfg.get("lowering", {}),
+                                                    "config.model.lowering")))
+  backbone_kwargs = _checked_kwargs(ResNet, cfg.backbone, "config.model.backbone")
   if backbone_kwargs.get("multi_grid") is not None:
     backbone_kwargs["multi_grid"] = tuple(backbone_kwargs["multi_grid"])
-  _check_fields(ResNet, backbone_kwargs, "config.model.backbone")
   head_cls = HEADS[cfg.head]
-  head_kwargs = dict(cfg.get("head_kwargs", {}))
-  _check_fields(head_cls, head_kwargs, "config.model.head_kwargs")
-  return Segmenter(backbone=ResNet(**backbone_kwargs, dtype=dtype),
-                   head=head_cls(num_classes=cfg.num_classes, **head_kwargs, dtype=dtype),
-                   align_corners=cfg.align_corners, dtype=dtype)
+  head_kwargs = _checked_kwargs(head_cls, cfg.get("head_kwargs", {}), "config.model.head_kwargs")
+  return Segmenter(backbone=ResNet(**backbone_kwargs, **common),
+                   head=head_cls(num_classes=cfg.num_classes, **head_kwargs, **common),
+                   align_corners=cfg.align_corners, dtype=common["dtype"])
+
+
+def init_variables(model, rng, image_shape):
+  """Initial variables for images of `image_shape` (B, H, W, 3), split into (params, state):
+  state holds every other collection (batch_stats, EMANet's 'ema', ...)."""
+  variables = model.init({"params": rng, "dropout": rng}, jnp.zeros(image_shape, jnp.uint8))
+  variables = flax.core.unfreeze(variables)
+  params = variables.pop("params")
+  return params, variables

@@ -4,16 +4,16 @@
 as its `conv_general_dilated` field. `lax.platform_dependent` chooses at lowering time:
 
 * GPU and TPU: `lax.conv_general_dilated` unchanged (cuDNN / the TPU's conv units).
-* CPU: XLA's convolutions (YNNPACK) run a matmul at about 170-200 GFLOP/s on the 2-core
-  AVX-512 test machine but a conv weight gradient at 17-80 and a 1x1 conv at 35-100
-  (`python scripts/conv_benchmark.py`). So
+* CPU (`Lowering.conv='auto'`): XLA's convolutions (YNNPACK) run a matmul at about 170-200
+  GFLOP/s on the 2-core AVX-512 test machine but a conv weight gradient at 17-80 and a 1x1
+  conv at 35-100 (`python scripts/conv_benchmark.py`). So
     - a 1x1 conv is a matmul over channels (a strided one subsamples first): forward, input
       and weight gradients are all matmuls;
     - a "same" 3x3 conv, stride 1, any dilation, float32, with at least
-      `WINOGRAD_MIN_CHANNELS` input and output channels and `WINOGRAD_MIN_POSITIONS` output
-      positions (ResNet layer2-4 and the heads at segmentation sizes) is a
-      Winograd F(2x2, 3x3) convolution (Lavin & Gray, "Fast Algorithms for Convolutional
-      Neural Networks", 2016): 16 batched matmuls with 2.25x fewer multiply-adds than the
+      `Lowering.winograd_min_channels` input and output channels and
+      `Lowering.winograd_min_positions` output positions (ResNet layer2-4 and the heads at
+      segmentation sizes) is a Winograd F(2x2, 3x3) convolution (Lavin & Gray, "Fast
+      Algorithms for Convolutional Neural Networks", 2016): 16 batched matmuls with 2.25x fewer multiply-adds than the
       direct form, plus additions-only tile transforms. Its gradients are autodiff's, which are
       again 16 matmuls each (input and weight gradient), so forward and backward both run
       at 1.5-1.8x the direct conv's rate. A dilation-d conv is d*d interleaved undilated ones,
@@ -25,9 +25,9 @@ as its `conv_general_dilated` field. `lax.platform_dependent` chooses at lowerin
 
 Same results as `lax.conv_general_dilated` up to float rounding (tests/test_conv.py; F(2x2,
 3x3) adds about 1e-6 relative error, the size of the reordering the other paths have).
-Anything but NHWC/HWIO, no input dilation and one feature group goes to lax unchanged.
+Anything but NHWC/HWIO, no input dilation and one feature group goes to lax unchanged, and
+so does everything with `Lowering.conv='direct'`.
 """
-import contextlib
 import functools
 from typing import Sequence
 
@@ -36,12 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-# Where F(2x2, 3x3) beats XLA's direct conv on CPU (scripts/conv_benchmark.py): at least 128
-# input and output channels (64: 195 against 202 GFLOP/s; 128: 254 against 203) and at least
-# 4096 output positions N*H*W, i.e. 1024 tiles per matmul (16x8x12 at 128 channels: forward
-# 125 against 149; 16x16x24: 210 against 206; 16x32x48: 237 against 201).
-WINOGRAD_MIN_CHANNELS = 128
-WINOGRAD_MIN_POSITIONS = 4096
+from flaseg.models.lowering import DEFAULT, Lowering
 
 _NHWC = lax.ConvDimensionNumbers(lhs_spec=(0, 3, 1, 2), rhs_spec=(3, 2, 0, 1),
                                  out_spec=(0, 3, 1, 2))
@@ -57,8 +52,10 @@ def _is_nhwc(dimension_numbers, ndim):
 
 def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
                          rhs_dilation=None, dimension_numbers=None, feature_group_count=1,
-                         batch_group_count=1, precision=None, preferred_element_type=None):
-  """`lax.conv_general_dilated`, lowered through matmuls on CPU (see the module docstring)."""
+                         batch_group_count=1, precision=None, preferred_element_type=None,
+                         *, lowering: Lowering = DEFAULT):
+  """`lax.conv_general_dilated`, lowered as `lowering` says (see the module docstring).
+  `nn.Conv` takes `functools.partial(conv_general_dilated, lowering=...)`."""
   lax_conv = functools.partial(
       lax.conv_general_dilated, window_strides=window_strides, padding=padding,
       lhs_dilation=lhs_dilation, rhs_dilation=rhs_dilation,
@@ -69,17 +66,17 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
            and batch_group_count == 1 and not isinstance(padding, str)
            and all(v == 1 for v in (lhs_dilation or (1, 1)))
            and preferred_element_type is None)
-  if not plain:
+  if not plain or lowering.conv == "direct":
     return lax_conv(lhs, rhs)
   strides = tuple(int(s) for s in window_strides)
   dilation = tuple(int(d) for d in (rhs_dilation or (1, 1)))
   pads = tuple((int(lo), int(hi)) for lo, hi in padding)
   cpu = functools.partial(_cpu_conv, strides=strides, padding=pads, dilation=dilation,
-                          precision=precision)
+                          precision=precision, lowering=lowering)
   return lax.platform_dependent(lhs, rhs, cpu=cpu, default=lax_conv)
 
 
-def _cpu_conv(x, w, strides, padding, dilation, precision):
+def _cpu_conv(x, w, strides, padding, dilation, precision, lowering):
   kh, kw, cin, cout = w.shape
   if (kh, kw) == (1, 1) and padding == ((0, 0), (0, 0)):
     if strides != (1, 1):
@@ -87,31 +84,19 @@ def _cpu_conv(x, w, strides, padding, dilation, precision):
     n, h, wd, _ = x.shape
     y = jnp.dot(x.reshape(n * h * wd, cin), w.reshape(cin, cout), precision=precision)
     return y.reshape(n, h, wd, cout)
-  if _winograd_applies(x, w, strides, padding, dilation):
+  if winograd_applies(x, w, strides, padding, dilation, lowering):
     return winograd_conv3x3(x, w, dilation, precision)
   return _conv_tap_weight_grad(x, w, strides, padding, dilation, precision)
 
 
-@contextlib.contextmanager
-def direct_convolutions():
-  """While tracing inside it, CPU 3x3 convs take the direct path, as on GPU and TPU: for
-  counting FLOPs as the papers do (a Winograd conv executes 2.25x fewer multiply-adds) and
-  memory as an accelerator would hold it. Trace a fresh function inside: jit caches traces."""
-  global WINOGRAD_MIN_CHANNELS
-  saved, WINOGRAD_MIN_CHANNELS = WINOGRAD_MIN_CHANNELS, float("inf")
-  try:
-    yield
-  finally:
-    WINOGRAD_MIN_CHANNELS = saved
-
-
-def _winograd_applies(x, w, strides, padding, dilation):
+def winograd_applies(x, w, strides, padding, dilation, lowering: Lowering = DEFAULT) -> bool:
+  """Whether the CPU path computes this conv as Winograd F(2x2, 3x3)."""
   kh, kw, cin, cout = w.shape
   return ((kh, kw) == (3, 3) and strides == (1, 1)
           and padding == ((dilation[0],) * 2, (dilation[1],) * 2)
           and x.dtype == jnp.float32 and w.dtype == jnp.float32
-          and min(cin, cout) >= WINOGRAD_MIN_CHANNELS
-          and x.shape[0] * x.shape[1] * x.shape[2] >= WINOGRAD_MIN_POSITIONS)
+          and min(cin, cout) >= lowering.winograd_min_channels
+          and x.shape[0] * x.shape[1] * x.shape[2] >= lowering.winograd_min_positions)
 
 
 # F(2, 3) in 1-D: y = A^T [(G g) * (B^T d)] for 4 inputs d, 3 taps g and 2 outputs y.

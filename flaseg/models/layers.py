@@ -5,6 +5,8 @@ symmetric padding `dilation * (k - 1) // 2` (never 'SAME', which pads stride-2 c
 asymmetrically), BatchNorm with eps 1e-5 and torch momentum 0.1 (flax momentum 0.9), and
 `F.interpolate` bilinear (both `align_corners` conventions, no antialiasing) and nearest.
 """
+import functools
+import math
 from typing import Any, Optional, Sequence
 
 import flax.linen as nn
@@ -13,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from flaseg.models.conv import conv_general_dilated
+from flaseg.models.lowering import DEFAULT, Lowering
 
 Dtype = Any
 
@@ -22,13 +25,35 @@ conv_init = nn.initializers.variance_scaling(1.0, "fan_in", "normal")
 
 def conv(features: int, kernel: int = 3, stride: int = 1, dilation: int = 1,
          bias: bool = False, dtype: Dtype = jnp.float32, name: Optional[str] = None,
-         kernel_init=conv_init) -> nn.Conv:
-  """A Conv2d with PyTorch's symmetric padding `dilation * (kernel - 1) // 2`."""
+         kernel_init=conv_init, bias_init=nn.initializers.zeros,
+         lowering: Lowering = DEFAULT) -> nn.Conv:
+  """A Conv2d with PyTorch's symmetric padding `dilation * (kernel - 1) // 2`, computed as
+  `lowering` says (flaseg/models/conv.py)."""
   pad = dilation * (kernel - 1) // 2
   return nn.Conv(features, (kernel, kernel), strides=(stride, stride),
                  kernel_dilation=(dilation, dilation), padding=((pad, pad), (pad, pad)),
                  use_bias=bias, dtype=dtype, param_dtype=jnp.float32,
-                 kernel_init=kernel_init, conv_general_dilated=conv_general_dilated, name=name)
+                 kernel_init=kernel_init, bias_init=bias_init,
+                 conv_general_dilated=functools.partial(conv_general_dilated, lowering=lowering),
+                 name=name)
+
+
+def torch_bias_init(fan_in: int):
+  """torch `nn.Conv2d` default bias init: U(-1/sqrt(fan_in), 1/sqrt(fan_in))."""
+  bound = 1.0 / math.sqrt(fan_in)
+
+  def init(key, shape, dtype=jnp.float32):
+    return jax.random.uniform(key, shape, dtype, -bound, bound)
+  return init
+
+
+def plain_conv(features: int, fan_in: int, dtype: Dtype = jnp.float32, name=None,
+               lowering: Lowering = DEFAULT) -> nn.Conv:
+  """A 1x1 torch `nn.Conv2d(bias=True)` with torch's default init: kernel and bias
+  U(-1/sqrt(fan_in), 1/sqrt(fan_in)) (kaiming_uniform with a=sqrt(5))."""
+  return conv(features, 1, bias=True, dtype=dtype, name=name,
+              kernel_init=nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform"),
+              bias_init=torch_bias_init(fan_in), lowering=lowering)
 
 
 def batch_norm(train: bool, dtype: Dtype = jnp.float32, name: Optional[str] = None,
@@ -47,11 +72,12 @@ class ConvBNReLU(nn.Module):
   dilation: int = 1
   relu: bool = True
   dtype: Dtype = jnp.float32
+  lowering: Lowering = DEFAULT
 
   @nn.compact
   def __call__(self, x, train: bool):
     x = conv(self.features, self.kernel, self.stride, self.dilation, dtype=self.dtype,
-             name="conv")(x)
+             name="conv", lowering=self.lowering)(x)
     x = batch_norm(train, self.dtype, name="bn")(x)
     return nn.relu(x) if self.relu else x
 

@@ -21,6 +21,8 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from flaseg.models.layers import batch_norm, conv
+from flaseg.models.lowering import DEFAULT, Lowering
+from flaseg.errors import ConfigError
 
 Dtype = Any
 
@@ -39,6 +41,7 @@ class Shortcut(nn.Module):
   stride: int
   avg_down: bool
   dtype: Dtype
+  lowering: Lowering = DEFAULT
 
   @nn.compact
   def __call__(self, x, train):
@@ -48,51 +51,49 @@ class Shortcut(nn.Module):
       x = nn.avg_pool(x, (stride, stride), (stride, stride), padding="SAME",
                       count_include_pad=False)
       stride = 1
-    x = conv(self.features, 1, stride, dtype=self.dtype, name="conv")(x)
+    x = conv(self.features, 1, stride, dtype=self.dtype, lowering=self.lowering, name="conv")(x)
     return batch_norm(train, self.dtype, name="bn")(x)
 
 
 class BasicBlock(nn.Module):
+  """Two 3x3 convs (both dilated, as FLANet's code), the stride on the first."""
   features: int
   stride: int = 1
   dilation: int = 1
   project: bool = False
   avg_down: bool = False
   dtype: Dtype = jnp.float32
+  lowering: Lowering = DEFAULT
   expansion = 1
 
+  def residual(self, x, train):
+    kw = dict(dtype=self.dtype, lowering=self.lowering)
+    y = conv(self.features, 3, self.stride, self.dilation, **kw, name="conv1")(x)
+    y = nn.relu(batch_norm(train, self.dtype, name="bn1")(y))
+    y = conv(self.features, 3, 1, self.dilation, **kw, name="conv2")(y)
+    return batch_norm(train, self.dtype, name="bn2")(y)
+
   @nn.compact
   def __call__(self, x, train):
-    y = conv(self.features, 3, self.stride, self.dilation, dtype=self.dtype, name="conv1")(x)
-    y = nn.relu(batch_norm(train, self.dtype, name="bn1")(y))
-    y = conv(self.features, 3, 1, self.dilation, dtype=self.dtype, name="conv2")(y)
-    y = batch_norm(train, self.dtype, name="bn2")(y)
+    y = self.residual(x, train)
     if self.project:
-      x = Shortcut(self.features, self.stride, self.avg_down, self.dtype, name="downsample")(x, train)
+      x = Shortcut(self.features * self.expansion, self.stride, self.avg_down, self.dtype,
+                   self.lowering, name="downsample")(x, train)
     return nn.relu(y + x)
 
 
-class Bottleneck(nn.Module):
-  features: int
-  stride: int = 1
-  dilation: int = 1
-  project: bool = False
-  avg_down: bool = False
-  dtype: Dtype = jnp.float32
+class Bottleneck(BasicBlock):
+  """1x1 -> 3x3 (stride, dilation; "pytorch" style) -> 1x1 to 4x the width."""
   expansion = 4
 
-  @nn.compact
-  def __call__(self, x, train):
-    y = conv(self.features, 1, dtype=self.dtype, name="conv1")(x)
+  def residual(self, x, train):
+    kw = dict(dtype=self.dtype, lowering=self.lowering)
+    y = conv(self.features, 1, **kw, name="conv1")(x)
     y = nn.relu(batch_norm(train, self.dtype, name="bn1")(y))
-    y = conv(self.features, 3, self.stride, self.dilation, dtype=self.dtype, name="conv2")(y)
+    y = conv(self.features, 3, self.stride, self.dilation, **kw, name="conv2")(y)
     y = nn.relu(batch_norm(train, self.dtype, name="bn2")(y))
-    y = conv(self.features * 4, 1, dtype=self.dtype, name="conv3")(y)
-    y = batch_norm(train, self.dtype, name="bn3")(y)
-    if self.project:
-      x = Shortcut(self.features * 4, self.stride, self.avg_down, self.dtype,
-                   name="downsample")(x, train)
-    return nn.relu(y + x)
+    y = conv(self.features * 4, 1, **kw, name="conv3")(y)
+    return batch_norm(train, self.dtype, name="bn3")(y)
 
 
 class ResNet(nn.Module):
@@ -105,15 +106,16 @@ class ResNet(nn.Module):
   avg_down: bool = False
   width: int = 64
   dtype: Dtype = jnp.float32
+  lowering: Lowering = DEFAULT
 
   @nn.compact
   def __call__(self, x, train: bool = False):
     if self.depth not in DEPTHS:
-      raise ValueError(f"model.backbone.depth={self.depth}: choose one of {sorted(DEPTHS)}")
+      raise ConfigError(f"model.backbone.depth={self.depth}: choose one of {sorted(DEPTHS)}")
     if self.stem not in STEMS:
-      raise ValueError(f"model.backbone.stem={self.stem!r}: choose one of {STEMS}")
+      raise ConfigError(f"model.backbone.stem={self.stem!r}: choose one of {STEMS}")
     if self.output_stride not in OUTPUT_STRIDES:
-      raise ValueError(f"model.backbone.output_stride={self.output_stride}: choose 8, 16 or 32")
+      raise ConfigError(f"model.backbone.output_stride={self.output_stride}: choose 8, 16 or 32")
     kind, blocks = DEPTHS[self.depth]
     block_cls = BasicBlock if kind == "basic" else Bottleneck
     w = self.width
@@ -125,7 +127,8 @@ class ResNet(nn.Module):
     else:
       stem = [(w, 3, 2), (w, 3, 1), (2 * w, 3, 1)]
     for i, (features, kernel, stride) in enumerate(stem):
-      x = conv(features, kernel, stride, dtype=self.dtype, name=f"stem_conv{i + 1}")(x)
+      x = conv(features, kernel, stride, dtype=self.dtype, lowering=self.lowering,
+               name=f"stem_conv{i + 1}")(x)
       x = nn.relu(batch_norm(train, self.dtype, name=f"stem_bn{i + 1}")(x))
     x = nn.max_pool(x, (3, 3), (2, 2), padding=((1, 1), (1, 1)))
 
@@ -141,7 +144,7 @@ class ResNet(nn.Module):
           d = dilation // 2
         project = b == 0 and (stride != 1 or x.shape[-1] != features * block_cls.expansion)
         x = block_cls(features, stride if b == 0 else 1, d, project, self.avg_down, self.dtype,
-                      name=f"layer{s + 1}_{b}")(x, train)
+                      self.lowering, name=f"layer{s + 1}_{b}")(x, train)
       feats[f"c{s + 2}"] = x
     return feats
 

@@ -7,7 +7,7 @@ attention-heads.md §3) on {'c3', 'c4', 'c5'} of a ResNet-18 at output stride 32
   feat16 = conv_head16(feat16)                                 # 3x3 -> 128
   a      = AFM(feat16, feat32)                                 # (B, 1, 1, 128) channel gate
   feat32_up = up_nearest(conv_head32(feat32) * a)              # 3x3 -> 128, to 1/16
-  fused  = conv_head1(feat16 * (1 - a) + feat32_up)            # 3x3 "feature smoothness"
+  fused  = conv_head1(feat16 * (1 - a) + feat32_up)            # `fuse`; 3x3 "smoothness"
   out8   = conv_head2(up_nearest(SAM(fused)))                  # SAM at 1/16, 3x3 at 1/8
   'out' = conv_out(out8), 'aux1' = conv_out1(feat32_up), 'aux2' = conv_out2(feat8)
 
@@ -19,7 +19,10 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from flaseg.models.layers import ConvBNReLU, Dropout2d, batch_norm, conv, resize_nearest
+from flaseg.models.heads.head import Head
+from flaseg.models.heads.outputs import OutputBlock
+from flaseg.models.layers import ConvBNReLU, batch_norm, conv, resize_nearest
+from flaseg.models.lowering import DEFAULT, Lowering
 
 Dtype = Any
 
@@ -42,9 +45,12 @@ def strip_attention_weights(q, k, horizontal: bool = False):
   return jax.nn.softmax(jnp.einsum("bsc,bhwc->bshw", qs, k).astype(jnp.float32), axis=1)
 
 
-def fuse(feat16, feat32_up, atten):
-  """AFM fusion: feat16 * (1 - a) + feat32_up, where feat32_up was already gated by a."""
-  return feat16 * (1 - atten) + feat32_up
+def fuse(feat16, feat32, atten):
+  """AFM fusion: feat16 * (1 - a) + up(feat32 * a), a the (B, 1, 1, C) channel gate of
+  `AttentionFusion` and feat32 the 1/32 map after `conv_head32`, nearest-upsampled to 1/16.
+  Returns (fused, up(feat32 * a)); the second feeds the 'aux1' output."""
+  feat32_up = resize_nearest(feat32 * atten, feat16.shape[1:3])
+  return feat16 * (1 - atten) + feat32_up, feat32_up
 
 
 class StripAttention(nn.Module):
@@ -54,12 +60,14 @@ class StripAttention(nn.Module):
   qk_channels: int = 64
   horizontal: bool = False
   dtype: Dtype = jnp.float32
+  lowering: Lowering = DEFAULT
 
   @nn.compact
   def __call__(self, x, train):
-    q = ConvBNReLU(self.qk_channels, 1, dtype=self.dtype, name="conv1")(x, train)
-    k = ConvBNReLU(self.qk_channels, 1, dtype=self.dtype, name="conv2")(x, train)
-    v = ConvBNReLU(x.shape[-1], 1, dtype=self.dtype, name="conv3")(x, train)
+    kw = dict(dtype=self.dtype, lowering=self.lowering)
+    q = ConvBNReLU(self.qk_channels, 1, **kw, name="conv1")(x, train)
+    k = ConvBNReLU(self.qk_channels, 1, **kw, name="conv2")(x, train)
+    v = ConvBNReLU(x.shape[-1], 1, **kw, name="conv3")(x, train)
     if self.is_mutable_collection("intermediates"):
       self.sow("intermediates", "attention", strip_attention_weights(q, k, self.horizontal))
     return x + strip_attention(q, k, v, self.horizontal)
@@ -70,60 +78,47 @@ class AttentionFusion(nn.Module):
   up_nearest(feat32)]))))), one weight per channel and image, (B, 1, 1, C)."""
   features: int = 128
   dtype: Dtype = jnp.float32
+  lowering: Lowering = DEFAULT
 
   @nn.compact
   def __call__(self, feat16, feat32, train):
     feat32_up = resize_nearest(feat32, feat16.shape[1:3])
-    f = ConvBNReLU(self.features, 1, dtype=self.dtype, name="conv")(
+    f = ConvBNReLU(self.features, 1, dtype=self.dtype, lowering=self.lowering, name="conv")(
         jnp.concatenate([feat16, feat32_up], -1), train)
     a = f.mean(axis=(1, 2), keepdims=True)
-    a = conv(self.features, 1, dtype=self.dtype, name="conv_atten")(a)
+    a = conv(self.features, 1, dtype=self.dtype, lowering=self.lowering, name="conv_atten")(a)
     a = batch_norm(train, self.dtype, name="bn_atten")(a)
     return jax.nn.sigmoid(a)
 
 
-class AttaNetOutput(nn.Module):
-  """`AttaNetOutput`: ConvBNReLU 3x3 -> Dropout2d(0.1) -> 1x1 conv without bias."""
-  mid_channels: int
-  num_classes: int
-  dropout: float = 0.1
-  dtype: Dtype = jnp.float32
-
-  @nn.compact
-  def __call__(self, x, train):
-    x = ConvBNReLU(self.mid_channels, 3, dtype=self.dtype, name="conv")(x, train)
-    x = Dropout2d(self.dropout)(x, train)
-    return conv(self.num_classes, 1, dtype=self.dtype, name="conv_out")(x)
-
-
-class AttaNetHead(nn.Module):
+class AttaNetHead(Head):
   """AttaNet head; see the module docstring. Outputs 'out' (1/8), 'aux1' (1/16), 'aux2' (1/8)."""
-  num_classes: int
   channels: int = 128
   qk_channels: int = 64
   out_channels: int = 128
   aux_channels: int = 64
   dropout: float = 0.1
   horizontal: bool = False
-  dtype: Dtype = jnp.float32
+
+  def output(self, mid_channels, name):
+    """`AttaNetOutput`: ConvBNReLU 3x3 -> Dropout2d(0.1) -> 1x1 conv without bias."""
+    return OutputBlock(self.num_classes, mid_channels, dropout=self.dropout, bias=False,
+                       classifier="conv_out", dtype=self.dtype, lowering=self.lowering,
+                       name=name)
 
   @nn.compact
   def __call__(self, feats, train: bool = False):
     feat8, feat16, feat32 = feats["c3"], feats["c4"], feats["c5"]
     ch = self.channels
-    feat16 = ConvBNReLU(ch, 3, dtype=self.dtype, name="conv_head16")(feat16, train)
-    atten = AttentionFusion(ch, self.dtype, name="afm")(feat16, feat32, train)
-    feat32 = ConvBNReLU(ch, 3, dtype=self.dtype, name="conv_head32")(feat32, train) * atten
-    feat32_up = resize_nearest(feat32, feat16.shape[1:3])
-    fused = ConvBNReLU(ch, 3, dtype=self.dtype, name="conv_head1")(
-        fuse(feat16, feat32_up, atten), train)
-    fused = StripAttention(self.qk_channels, self.horizontal, self.dtype, name="sam")(fused, train)
-    out8 = ConvBNReLU(ch, 3, dtype=self.dtype, name="conv_head2")(
+    kw = self.layer_kw
+    feat16 = ConvBNReLU(ch, 3, **kw, name="conv_head16")(feat16, train)
+    atten = AttentionFusion(ch, **kw, name="afm")(feat16, feat32, train)
+    feat32 = ConvBNReLU(ch, 3, **kw, name="conv_head32")(feat32, train)
+    fused, feat32_up = fuse(feat16, feat32, atten)
+    fused = ConvBNReLU(ch, 3, **kw, name="conv_head1")(fused, train)
+    fused = StripAttention(self.qk_channels, self.horizontal, **kw, name="sam")(fused, train)
+    out8 = ConvBNReLU(ch, 3, **kw, name="conv_head2")(
         resize_nearest(fused, feat8.shape[1:3]), train)
-    out = AttaNetOutput(self.out_channels, self.num_classes, self.dropout, self.dtype,
-                        name="conv_out")(out8, train)
-    aux1 = AttaNetOutput(self.aux_channels, self.num_classes, self.dropout, self.dtype,
-                         name="conv_out1")(feat32_up, train)
-    aux2 = AttaNetOutput(self.aux_channels, self.num_classes, self.dropout, self.dtype,
-                         name="conv_out2")(feat8, train)
-    return {"out": out, "aux1": aux1, "aux2": aux2}
+    return {"out": self.output(self.out_channels, "conv_out")(out8, train),
+            "aux1": self.output(self.aux_channels, "conv_out1")(feat32_up, train),
+            "aux2": self.output(self.aux_channels, "conv_out2")(feat8, train)}

@@ -1,4 +1,4 @@
-"""DAHead: Dual Attention Network (Fu et al., CVPR 2019), mmseg `da_head.py`,
+"""DANet: Dual Attention Network (Fu et al., CVPR 2019), mmseg `da_head.py`,
 attention-heads.md §7.2.
 
 Two branches on 'c5', each 3x3 ConvBNReLU -> attention -> 3x3 ConvBNReLU: the position
@@ -12,18 +12,14 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from flaseg.models.heads.fcn import ClsSeg
-from flaseg.models.heads.fcn import mmseg_aux
-from flaseg.models.heads.nl import nl_attention, plain_conv
-from flaseg.models.layers import ConvBNReLU, Dropout2d
+from flaseg.models.attention import spatial_attention
+from flaseg.models.heads.fcn import auxiliary_head
+from flaseg.models.heads.head import Head
+from flaseg.models.heads.outputs import mmseg_cls_seg
+from flaseg.models.layers import ConvBNReLU, Dropout2d, plain_conv
+from flaseg.models.lowering import DEFAULT, Lowering
 
 Dtype = Any
-
-
-def pam(q, k, v):
-  """Position attention (mmseg `SelfAttentionBlock` with matmul_norm=False): for every position,
-  softmax over all key positions of q . k (no scaling), float32, then @ v. (B, H, W, *)."""
-  return nl_attention(q, k, v, 1.0)
 
 
 def cam(x):
@@ -39,19 +35,22 @@ def cam(x):
 
 
 class PAM(nn.Module):
-  """out = x + gamma * pam(q, k, v); q, k: plain 1x1 conv C -> `channels` (64), v: C -> C,
-  all with bias; gamma a scalar initialised to 0 (mmcv `Scale(0)`)."""
+  """Position attention (mmseg `SelfAttentionBlock` with matmul_norm=False):
+  out = x + gamma * softmax_m(q_n . k_m) @ v, no scaling; q, k: plain 1x1 conv C ->
+  `channels` (64), v: C -> C, all with bias; gamma a scalar initialised to 0 (mmcv
+  `Scale(0)`)."""
   channels: int = 64
   dtype: Dtype = jnp.float32
+  lowering: Lowering = DEFAULT
 
   @nn.compact
   def __call__(self, x):
     c = x.shape[-1]
-    q = plain_conv(self.channels, c, self.dtype, name="query_project")(x)
-    k = plain_conv(self.channels, c, self.dtype, name="key_project")(x)
-    v = plain_conv(c, c, self.dtype, name="value_project")(x)
+    proj = lambda n, name: plain_conv(n, c, self.dtype, name, self.lowering)(x)  # noqa: E731
+    q, k, v = proj(self.channels, "query_project"), proj(self.channels, "key_project"), proj(
+        c, "value_project")
     gamma = self.param("gamma", nn.initializers.zeros, (), jnp.float32)
-    return x + gamma.astype(x.dtype) * pam(q, k, v)
+    return x + gamma.astype(x.dtype) * spatial_attention(q, k, v, 1.0, self.lowering)
 
 
 class CAM(nn.Module):
@@ -63,28 +62,32 @@ class CAM(nn.Module):
     return x + gamma.astype(x.dtype) * cam(x)
 
 
-class DAHead(nn.Module):
+class DANetHead(Head):
   """mmseg DAHead. `pam_conv_seg`/`cam_conv_seg` are plain `nn.Conv2d` (torch default init),
   only the shared `conv_seg` gets normal(0.01); each branch drops out independently."""
-  num_classes: int
   channels: int = 512
   pam_channels: int = 64
   dropout: float = 0.1
   aux_channels: int = 256
-  dtype: Dtype = jnp.float32
+
+  def branch(self, x, attention, name, train):
+    """3x3 ConvBNReLU `{name}_in_conv` -> attention -> 3x3 ConvBNReLU `{name}_out_conv`."""
+    kw = self.layer_kw
+    x = ConvBNReLU(self.channels, 3, **kw, name=f"{name}_in_conv")(x, train)
+    return ConvBNReLU(self.channels, 3, **kw, name=f"{name}_out_conv")(attention(x), train)
+
+  def branch_logits(self, x, name, train):
+    """mmseg's `pam_cls_seg` / `cam_cls_seg`: Dropout2d, then a plain 1x1 `nn.Conv2d`."""
+    return plain_conv(self.num_classes, self.channels, self.dtype, name, self.lowering)(
+        Dropout2d(self.dropout)(x, train))
 
   @nn.compact
   def __call__(self, feats, train: bool = False):
     x = feats["c5"]
-    p = ConvBNReLU(self.channels, 3, dtype=self.dtype, name="pam_in_conv")(x, train)
-    p = PAM(self.pam_channels, self.dtype, name="pam")(p)
-    p = ConvBNReLU(self.channels, 3, dtype=self.dtype, name="pam_out_conv")(p, train)
-    c = ConvBNReLU(self.channels, 3, dtype=self.dtype, name="cam_in_conv")(x, train)
-    c = CAM(name="cam")(c)
-    c = ConvBNReLU(self.channels, 3, dtype=self.dtype, name="cam_out_conv")(c, train)
-    pam_out = plain_conv(self.num_classes, self.channels, self.dtype, name="pam_conv_seg")(
-        Dropout2d(self.dropout)(p, train))
-    cam_out = plain_conv(self.num_classes, self.channels, self.dtype, name="cam_conv_seg")(
-        Dropout2d(self.dropout)(c, train))
-    out = ClsSeg(self.num_classes, self.dropout, self.dtype, name="cls")(p + c, train)
-    return {"out": out, "pam": pam_out, "cam": cam_out, "aux": mmseg_aux(self, feats, train)}
+    p = self.branch(x, PAM(self.pam_channels, self.dtype, self.lowering, name="pam"), "pam",
+                    train)
+    c = self.branch(x, CAM(name="cam"), "cam", train)
+    return {"out": mmseg_cls_seg(self)(p + c, train),
+            "pam": self.branch_logits(p, "pam_conv_seg", train),
+            "cam": self.branch_logits(c, "cam_conv_seg", train),
+            "aux": auxiliary_head(self, feats, train)}

@@ -1,26 +1,24 @@
 """DNLHead: Disentangled Non-Local (Yin et al., ECCV 2020), mmseg `dnl_head.py`,
-attention-heads.md §7.3.
+attention-heads.md §7.3. (Not Denoised NL: that is heads/denoised_nl.py.)
 
 Same wiring as NLHead; the block is mmseg `DisentangledNonLocal2d(reduction=2, use_scale=True,
-temperature=0.05)`: a whitened pairwise term plus a unary term (B, 1, 1, C/2) broadcast over
-the map and added to it, then one zero-initialised `conv_out` (1x1 conv + BN):
-`x + conv_out(y + unary)` (mmseg 1.2.2 `dnl_head.py`; checked against it with converted
-weights in tests/test_convert.py).
+temperature=0.05)`: NonLocal2d's body with a whitened pairwise term plus a unary term
+(B, 1, 1, C/2) broadcast over the map and added to it, then the one zero-initialised
+`conv_out` (1x1 conv + BN): `x + conv_out(y + unary)` (mmseg 1.2.2 `dnl_head.py`; checked
+against it with converted weights in tests/test_convert.py).
 """
-from typing import Any
-
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from flaseg.models.attention import spatial_attention
 from flaseg.models.heads.fcn import FCNHead
-from flaseg.models.heads.nl import (ZeroInitConvBN, nl_attention, nl_projections,
-                                    plain_conv)
+from flaseg.models.heads.nl import NonLocal2d
+from flaseg.models.layers import plain_conv
+from flaseg.models.lowering import DEFAULT, Lowering
 
-Dtype = Any
 
-
-def dnl_attention(theta, phi, g, mask_logits, scale, temperature=0.05):
+def dnl_attention(theta, phi, g, mask_logits, scale, temperature=0.05,
+                  lowering: Lowering = DEFAULT):
   """The disentangled NL core: (pairwise (B, *S, E), unary (B, E)).
 
   pairwise = softmax_m((theta_n - mean theta) . (phi_m - mean phi) * scale / temperature) @ g,
@@ -30,31 +28,23 @@ def dnl_attention(theta, phi, g, mask_logits, scale, temperature=0.05):
   axes = tuple(range(1, theta.ndim - 1))
   theta = theta - theta.mean(axis=axes, keepdims=True)
   phi = phi - phi.mean(axis=axes, keepdims=True)
-  pairwise = nl_attention(theta, phi, g, scale / temperature)
+  pairwise = spatial_attention(theta, phi, g, scale / temperature, lowering)
   b = g.shape[0]
   mask = jax.nn.softmax(mask_logits.reshape(b, -1).astype(jnp.float32), axis=-1)
   unary = jnp.einsum("bn,bne->be", mask.astype(g.dtype), g.reshape(b, -1, g.shape[-1]))
   return pairwise, unary
 
 
-class DisentangledNonLocal2d(nn.Module):
-  """out = x + conv_out(pairwise + unary) (unary broadcast over H, W).
-  g/theta/phi as mmcv NonLocal2d; `conv_mask` is a plain 1x1 `nn.Conv2d(C, 1)`."""
-  reduction: int = 2
-  use_scale: bool = True
+class DisentangledNonLocal2d(NonLocal2d):
+  """out = x + conv_out(pairwise + unary) (unary broadcast over H, W); `conv_mask` is a plain
+  1x1 `nn.Conv2d(C, 1)`."""
   temperature: float = 0.05
-  dtype: Dtype = jnp.float32
 
-  @nn.compact
-  def __call__(self, x, train: bool = False):
-    c = x.shape[-1]
-    inter = c // self.reduction
-    g, theta, phi = nl_projections(x, inter, self.dtype)
-    mask_logits = plain_conv(1, c, self.dtype, name="conv_mask")(x)
-    scale = inter ** -0.5 if self.use_scale else 1.0
-    pairwise, unary = dnl_attention(theta, phi, g, mask_logits, scale, self.temperature)
-    y = pairwise + unary[:, None, None, :]
-    return x + ZeroInitConvBN(c, self.dtype, name="conv_out")(y, train)
+  def aggregate(self, x, g, theta, phi, scale):
+    mask_logits = plain_conv(1, x.shape[-1], self.dtype, "conv_mask", self.lowering)(x)
+    pairwise, unary = dnl_attention(theta, phi, g, mask_logits, scale, self.temperature,
+                                    self.lowering)
+    return pairwise + unary[:, None, None, :]
 
 
 class DNLHead(FCNHead):
@@ -66,5 +56,5 @@ class DNLHead(FCNHead):
   aux_channels: int = 256
 
   def block(self, y, train):
-    return DisentangledNonLocal2d(self.reduction, self.use_scale, self.temperature, self.dtype,
-                                  name="dnl_block")(y, train)
+    return DisentangledNonLocal2d(self.reduction, self.use_scale, self.dtype, self.lowering,
+                                  temperature=self.temperature, name="dnl_block")(y, train)

@@ -11,8 +11,10 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from flaseg.models.heads.fcn import UpsampleOutput
+from flaseg.models.heads.head import Head
+from flaseg.models.heads.outputs import OutputBlock
 from flaseg.models.layers import ConvBNReLU
+from flaseg.models.lowering import DEFAULT, Lowering
 
 Dtype = Any
 
@@ -40,64 +42,73 @@ def fla_attention(x, enc_h, enc_w):
   return out_h + out_w
 
 
-class FullyAttentionalBlock(nn.Module):
-  """`FullyAttentionalBlock(plane)`: y = x + gamma * FLA(x), gamma a scalar initialised to 0,
-  then 3x3 conv (no bias) + BN + ReLU. The keys are `nn.Linear(C, C)` (with bias) of the
-  W-pooled and H-pooled features.
+def fully_attentional(module: nn.Module, x):
+  """y = x + gamma * FLA(x), gamma a scalar initialised to 0; the keys are `nn.Linear(C, C)`
+  (with bias) 'conv1' / 'conv2' of the W-pooled and H-pooled features. Creates its layers in
+  `module` (call it from a compact method): the FLA block without its 3x3 conv, as FLANet's
+  Table 3 counts it (scripts/cost.py).
 
   With the 'intermediates' collection mutable (scripts/visualize.py), sows the maps
   'attention_h' (B, W, C, C), 'attention_w' (B, H, C, C) and the FLA output 'response'
   (B, H, W, C); otherwise `sow` does nothing."""
+  c = x.shape[-1]
+  enc_h = nn.Dense(c, dtype=module.dtype, param_dtype=jnp.float32, name="conv1")(x.mean(axis=2))
+  enc_w = nn.Dense(c, dtype=module.dtype, param_dtype=jnp.float32, name="conv2")(x.mean(axis=1))
+  gamma = module.param("gamma", nn.initializers.zeros, (), jnp.float32)
+  response = fla_attention(x, enc_h, enc_w)
+  if module.is_mutable_collection("intermediates"):
+    a_h, a_w = fla_attention_maps(x, enc_h, enc_w)
+    module.sow("intermediates", "attention_h", a_h)
+    module.sow("intermediates", "attention_w", a_w)
+    module.sow("intermediates", "response", response)
+  return x + gamma.astype(x.dtype) * response
+
+
+class FullyAttentionalBlock(nn.Module):
+  """`FullyAttentionalBlock(plane)`: `fully_attentional`, then 3x3 conv (no bias) + BN + ReLU."""
   dtype: Dtype = jnp.float32
+  lowering: Lowering = DEFAULT
 
   @nn.compact
   def __call__(self, x, train: bool = False):
-    c = x.shape[-1]
-    enc_h = nn.Dense(c, dtype=self.dtype, param_dtype=jnp.float32, name="conv1")(x.mean(axis=2))
-    enc_w = nn.Dense(c, dtype=self.dtype, param_dtype=jnp.float32, name="conv2")(x.mean(axis=1))
-    gamma = self.param("gamma", nn.initializers.zeros, (), jnp.float32)
-    response = fla_attention(x, enc_h, enc_w)
-    if self.is_mutable_collection("intermediates"):
-      a_h, a_w = fla_attention_maps(x, enc_h, enc_w)
-      self.sow("intermediates", "attention_h", a_h)
-      self.sow("intermediates", "attention_w", a_w)
-      self.sow("intermediates", "response", response)
-    y = x + gamma.astype(x.dtype) * response
-    return ConvBNReLU(c, 3, dtype=self.dtype, name="conv")(y, train)
+    y = fully_attentional(self, x)
+    return ConvBNReLU(x.shape[-1], 3, dtype=self.dtype, lowering=self.lowering,
+                      name="conv")(y, train)
 
 
-class FLASkeletonHead(nn.Module):
-  """FLANet's head around an attention block left to `block` (FLANet's ablations swap it):
+class FLANetHead(Head):
+  """FLANet's head around a swappable attention block, `block` (FLANet's ablations swap it):
   2 x ConvBNReLU 3x3 (-> `channels`) on layer4 -> block -> concat with layer4 ->
-  UpsampleOutput (nearest x2, 3x3 conv, BN, ReLU, Dropout2d 0.1, 1x1) as 'out'; aux
-  UpsampleOutput(`aux_channels`) on layer2 ('aux1') and layer3 ('aux2'). Outputs are at 2x the
+  FLANetOutput (nearest x2, 3x3 conv, BN, ReLU, Dropout2d 0.1, 1x1) as 'out'; aux
+  FLANetOutput(`aux_channels`) on layer2 ('aux1') and layer3 ('aux2'). Outputs are at 2x the
   feature resolution."""
-  num_classes: int
   channels: int = 512
   aux_channels: int = 64
   dropout: float = 0.1
-  dtype: Dtype = jnp.float32
 
   def block(self, x, train):
-    raise NotImplementedError
+    raise NotImplementedError(f"{type(self).__name__} must define its attention block")
+
+  def output(self, mid_channels, name):
+    return OutputBlock(self.num_classes, mid_channels, dropout=self.dropout, upsample=True,
+                       dtype=self.dtype, lowering=self.lowering, name=name)
 
   @nn.compact
   def __call__(self, feats, train: bool = False):
     x = feats["c5"]
-    y = ConvBNReLU(self.channels, 3, dtype=self.dtype, name="conv_0")(x, train)
-    y = ConvBNReLU(self.channels, 3, dtype=self.dtype, name="conv_1")(y, train)
+    y = ConvBNReLU(self.channels, 3, dtype=self.dtype, lowering=self.lowering,
+                   name="conv_0")(x, train)
+    y = ConvBNReLU(self.channels, 3, dtype=self.dtype, lowering=self.lowering,
+                   name="conv_1")(y, train)
     y = self.block(y, train)
-    out = UpsampleOutput(self.channels, self.num_classes, self.dropout, dtype=self.dtype,
-                         name="conv_out1")(jnp.concatenate([x, y], -1), train)
-    aux1 = UpsampleOutput(self.aux_channels, self.num_classes, self.dropout, dtype=self.dtype,
-                          name="conv_out2")(feats["c3"], train)
-    aux2 = UpsampleOutput(self.aux_channels, self.num_classes, self.dropout, dtype=self.dtype,
-                          name="conv_out3")(feats["c4"], train)
+    out = self.output(self.channels, "conv_out1")(jnp.concatenate([x, y], -1), train)
+    aux1 = self.output(self.aux_channels, "conv_out2")(feats["c3"], train)
+    aux2 = self.output(self.aux_channels, "conv_out3")(feats["c4"], train)
     return {"out": out, "aux1": aux1, "aux2": aux2}
 
 
-class FLAHead(FLASkeletonHead):
+class FLAHead(FLANetHead):
   """FLANet head on {'c3', 'c4', 'c5'} (layer2, layer3, layer4) with the FLA block."""
 
   def block(self, x, train):
-    return FullyAttentionalBlock(self.dtype, name="fully")(x, train)
+    return FullyAttentionalBlock(self.dtype, self.lowering, name="fully")(x, train)

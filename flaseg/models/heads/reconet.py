@@ -25,8 +25,8 @@ Deviations from the released (work-in-progress) file:
     profile (mean over C, W) on the H axis and the width profile on the W axis.
   * lambda. The original re-softmaxes an unregistered tensor, so lambda stays 1/R and is never
     trained; flaseg registers it as a parameter (init ones, softmax over ranks), as intended.
-  * The aux FCN head uses flaseg's `FCNHead` (Dropout2d, classifier init N(0, 0.01)) where
-    PyTorch-Encoding uses element-wise Dropout(0.1) and the default conv init.
+  * The aux FCN head is flaseg's `auxiliary_head` (Dropout2d, classifier init N(0, 0.01))
+    where PyTorch-Encoding uses element-wise Dropout(0.1) and the default conv init.
 """
 from typing import Any
 
@@ -34,7 +34,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from flaseg.models.heads.fcn import FCNHead
+from flaseg.models.heads.fcn import auxiliary_head
+from flaseg.models.heads.head import Head
 from flaseg.models.layers import ConvBNReLU, Dropout2d, conv, resize_bilinear
 
 Dtype = Any
@@ -82,25 +83,21 @@ class TGMTRM(nn.Module):
     return jnp.concatenate([x, nn.relu(x * t)], -1)
 
 
-class RecoNetHead(nn.Module):
+class RecoNetHead(Head):
   """RecoNet head on 'c5' with the aux FCN head on 'c4'. Outputs 'out' and 'aux'."""
-  num_classes: int
   channels: int = 512
   rank: int = 64
   profile_size: int = 64
   aux_channels: int = 256
   dropout: float = 0.05
-  dtype: Dtype = jnp.float32
 
   @nn.compact
   def __call__(self, feats, train: bool = False):
     x = feats["c5"]
-    inter = x.shape[-1] // 4
-    y = ConvBNReLU(self.channels, 3, dtype=self.dtype, name="feat")(x, train)
+    kw = self.layer_kw
+    y = ConvBNReLU(self.channels, 3, **kw, name="feat")(x, train)
     y = TGMTRM(self.rank, self.profile_size, self.dtype, name="decomp")(y)
-    y = ConvBNReLU(inter, 1, dtype=self.dtype, name="conv6")(y, train)
+    y = ConvBNReLU(x.shape[-1] // 4, 1, **kw, name="conv6")(y, train)
     y = Dropout2d(self.dropout)(y, train)
-    out = conv(self.num_classes, 1, bias=True, dtype=self.dtype, name="cls")(y)
-    aux = FCNHead(self.num_classes, self.aux_channels, num_convs=1, concat_input=False,
-                  dropout=0.1, in_key="c4", dtype=self.dtype, name="aux")(feats, train)["out"]
-    return {"out": out, "aux": aux}
+    out = conv(self.num_classes, 1, bias=True, **kw, name="cls")(y)
+    return {"out": out, "aux": auxiliary_head(self, feats, train, name="aux", dropout=0.1)}

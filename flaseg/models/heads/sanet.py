@@ -32,8 +32,10 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from flaseg.models.heads.fcn import FCNHead
+from flaseg.models.heads.fcn import auxiliary_head
+from flaseg.models.heads.head import Head
 from flaseg.models.layers import ConvBNReLU, conv, resize_bilinear, resize_nearest
+from flaseg.models.lowering import DEFAULT, Lowering
 
 Dtype = Any
 
@@ -56,40 +58,41 @@ class SAModule(nn.Module):
   pool: int = 8
   sigmoid_attention: bool = True
   dtype: Dtype = jnp.float32
+  lowering: Lowering = DEFAULT
 
   @nn.compact
   def __call__(self, x, train):
-    main = ConvBNReLU(self.features, 3, dtype=self.dtype, name="main_0")(x, train)
-    main = ConvBNReLU(self.features, 3, dtype=self.dtype, name="main_1")(main, train)
+    kw = dict(dtype=self.dtype, lowering=self.lowering)
+    main = ConvBNReLU(self.features, 3, **kw, name="main_0")(x, train)
+    main = ConvBNReLU(self.features, 3, **kw, name="main_1")(main, train)
     attn = max_pool_ceil(x, self.pool)
-    attn = ConvBNReLU(self.features, 3, dtype=self.dtype, name="attn_0")(attn, train)
-    attn = ConvBNReLU(self.features, 3, dtype=self.dtype, name="attn_1")(attn, train)
+    attn = ConvBNReLU(self.features, 3, **kw, name="attn_0")(attn, train)
+    attn = ConvBNReLU(self.features, 3, **kw, name="attn_1")(attn, train)
     if self.sigmoid_attention:
       attn = jax.nn.sigmoid(attn)
     attn = resize_nearest(attn, main.shape[1:3])
     return squeeze_attention(main, attn)
 
 
-class SANetHead(nn.Module):
+class SANetHead(Head):
   """SANet head on {'c2'..'c5'}. Outputs 'out' (at c2's resolution), 'se' (B, K) class
   presence logits and 'aux' (FCN on c5)."""
-  num_classes: int
   reduction: int = 4
   pool: int = 8
   sigmoid_attention: bool = True
   se_reduction: int = 4
   aux_channels: int = 512
-  dtype: Dtype = jnp.float32
 
   @nn.compact
   def __call__(self, feats, train: bool = False):
+    kw = self.layer_kw
     size = feats["c2"].shape[1:3]
     out = 0.0
     for i, key in enumerate(("c2", "c3", "c4", "c5")):
       x = feats[key]
       y = SAModule(max(x.shape[-1] // self.reduction, 1), self.pool, self.sigmoid_attention,
-                   self.dtype, name=f"sa_{i + 1}")(x, train)
-      y = conv(self.num_classes, 1, bias=True, dtype=self.dtype, name=f"cls_{i + 1}")(y)
+                   **kw, name=f"sa_{i + 1}")(x, train)
+      y = conv(self.num_classes, 1, bias=True, **kw, name=f"cls_{i + 1}")(y)
       out = out + resize_bilinear(y, size, align_corners=True)
     c5 = feats["c5"]
     g = c5.mean(axis=(1, 2))
@@ -97,6 +100,5 @@ class SANetHead(nn.Module):
                  param_dtype=jnp.float32, name="se_fc1")(g)
     se = nn.Dense(self.num_classes, dtype=self.dtype, param_dtype=jnp.float32,
                   name="se_fc2")(nn.relu(g))
-    aux = FCNHead(self.num_classes, self.aux_channels, num_convs=1, concat_input=False,
-                  dropout=0.1, in_key="c5", dtype=self.dtype, name="aux")(feats, train)["out"]
+    aux = auxiliary_head(self, feats, train, in_key="c5", name="aux", dropout=0.1)
     return {"out": out, "se": se, "aux": aux}

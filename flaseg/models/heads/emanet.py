@@ -1,4 +1,4 @@
-"""EMAHead: Expectation-Maximization Attention (Li et al., ICCV 2019), mmseg `ema_head.py`,
+"""EMANet: Expectation-Maximization Attention (Li et al., ICCV 2019), mmseg `ema_head.py`,
 attention-heads.md §7.4.
 
 State that is not trained lives in the 'ema' collection (updated only with train=True; the
@@ -12,8 +12,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from flaseg.models.heads.fcn import ClsSeg
-from flaseg.models.heads.fcn import mmseg_aux
+from flaseg.models.heads.fcn import auxiliary_head
+from flaseg.models.heads.head import Head
+from flaseg.models.heads.outputs import mmseg_cls_seg
 from flaseg.models.layers import ConvBNReLU
 
 Dtype = Any
@@ -91,12 +92,23 @@ class EMAModule(nn.Module):
     return recon
 
 
-class EMAHead(nn.Module):
-  """mmseg EMAHead on 'c5': ema_in_conv (3x3 -> ema_channels) = identity -> frozen
-  ema_mid_conv -> EM reconstruction -> ReLU -> ema_out_conv (1x1 + BN) -> ReLU(identity + .)
-  -> bottleneck (3x3 -> channels) -> conv_cat (3x3 on cat[x, out]) -> Dropout2d -> 1x1.
+def ema_block(module: nn.Module, identity, num_bases: int, num_stages: int, momentum: float,
+              train: bool):
+  """mmseg EMAHead between `ema_in_conv` and the bottleneck: frozen 1x1 `ema_mid_conv` ->
+  EM reconstruction (`ema_module`) -> ReLU -> `ema_out_conv` (1x1 + BN) -> ReLU(identity + .).
+  Creates its layers in `module` (call it from a compact method; scripts/cost.py counts it)."""
+  c = identity.shape[-1]
+  kw = dict(dtype=module.dtype, lowering=module.lowering)
+  y = FrozenConv1x1(c, module.dtype, name="ema_mid_conv")(identity)
+  y = EMAModule(num_bases, num_stages, momentum, name="ema_module")(y, train)
+  y = ConvBNReLU(c, 1, relu=False, **kw, name="ema_out_conv")(nn.relu(y), train)
+  return nn.relu(identity + y)
+
+
+class EMANetHead(Head):
+  """mmseg EMAHead on 'c5': ema_in_conv (3x3 -> ema_channels) = identity -> `ema_block` ->
+  bottleneck (3x3 -> channels) -> conv_cat (3x3 on cat[x, out]) -> Dropout2d -> 1x1.
   Returns {'out', 'aux'}."""
-  num_classes: int
   channels: int = 256
   ema_channels: int = 512
   num_bases: int = 64
@@ -105,20 +117,15 @@ class EMAHead(nn.Module):
   concat_input: bool = True
   dropout: float = 0.1
   aux_channels: int = 256
-  dtype: Dtype = jnp.float32
 
   @nn.compact
   def __call__(self, feats, train: bool = False):
     x = feats["c5"]
-    identity = ConvBNReLU(self.ema_channels, 3, dtype=self.dtype, name="ema_in_conv")(x, train)
-    y = FrozenConv1x1(self.ema_channels, self.dtype, name="ema_mid_conv")(identity)
-    y = EMAModule(self.num_bases, self.num_stages, self.momentum, name="ema_module")(y, train)
-    y = ConvBNReLU(self.ema_channels, 1, relu=False, dtype=self.dtype, name="ema_out_conv")(
-        nn.relu(y), train)
-    y = nn.relu(identity + y)
-    y = ConvBNReLU(self.channels, 3, dtype=self.dtype, name="bottleneck")(y, train)
+    kw = self.layer_kw
+    identity = ConvBNReLU(self.ema_channels, 3, **kw, name="ema_in_conv")(x, train)
+    y = ema_block(self, identity, self.num_bases, self.num_stages, self.momentum, train)
+    y = ConvBNReLU(self.channels, 3, **kw, name="bottleneck")(y, train)
     if self.concat_input:
-      y = ConvBNReLU(self.channels, 3, dtype=self.dtype, name="conv_cat")(
-          jnp.concatenate([x, y], -1), train)
-    out = ClsSeg(self.num_classes, self.dropout, self.dtype, name="cls")(y, train)
-    return {"out": out, "aux": mmseg_aux(self, feats, train)}
+      y = ConvBNReLU(self.channels, 3, **kw, name="conv_cat")(jnp.concatenate([x, y], -1),
+                                                               train)
+    return {"out": mmseg_cls_seg(self)(y, train), "aux": auxiliary_head(self, feats, train)}

@@ -1,4 +1,4 @@
-"""CCHead: CCNet criss-cross attention (Huang et al., ICCV 2019), mmseg `cc_head.py` with mmcv
+"""CCNet: criss-cross attention (Huang et al., ICCV 2019), mmseg `cc_head.py` with mmcv
 `ops/cc_attention.py` (the pure-PyTorch version, mmcv PR #1201), attention-heads.md §7.6.
 """
 from typing import Any
@@ -8,7 +8,8 @@ import jax
 import jax.numpy as jnp
 
 from flaseg.models.heads.fcn import FCNHead
-from flaseg.models.heads.nl import plain_conv
+from flaseg.models.layers import plain_conv
+from flaseg.models.lowering import DEFAULT, Lowering
 
 Dtype = Any
 
@@ -29,28 +30,30 @@ def criss_cross_attention(q, k, v):
 
 
 class CrissCrossAttention(nn.Module):
-  """mmcv `CrissCrossAttention(C)`: q, k plain 1x1 conv C -> C // 8, v C -> C (bias);
-  out = x + gamma * cca(q, k, v), gamma a scalar initialised to 0."""
+  """mmcv `CrissCrossAttention(C)` applied `recurrence` times with the same weights (CCNet's
+  RCCA; mmseg's CCHead loops over one module): q, k plain 1x1 conv C -> C // 8, v C -> C
+  (bias); x = x + gamma * cca(q(x), k(x), v(x)), gamma a scalar initialised to 0."""
+  recurrence: int = 1
   dtype: Dtype = jnp.float32
+  lowering: Lowering = DEFAULT
 
   @nn.compact
   def __call__(self, x):
     c = x.shape[-1]
-    q = plain_conv(c // 8, c, self.dtype, name="query_conv")(x)
-    k = plain_conv(c // 8, c, self.dtype, name="key_conv")(x)
-    v = plain_conv(c, c, self.dtype, name="value_conv")(x)
+    q_conv = plain_conv(c // 8, c, self.dtype, "query_conv", self.lowering)
+    k_conv = plain_conv(c // 8, c, self.dtype, "key_conv", self.lowering)
+    v_conv = plain_conv(c, c, self.dtype, "value_conv", self.lowering)
     gamma = self.param("gamma", nn.initializers.zeros, (), jnp.float32)
-    return x + gamma.astype(x.dtype) * criss_cross_attention(q, k, v)
+    for _ in range(self.recurrence):
+      x = x + gamma.astype(x.dtype) * criss_cross_attention(q_conv(x), k_conv(x), v_conv(x))
+    return x
 
 
-class CCHead(FCNHead):
-  """mmseg CCHead on 'c5': FCNHead with the same CrissCrossAttention applied `recurrence` times
+class CCNetHead(FCNHead):
+  """mmseg CCHead on 'c5': FCNHead with CrissCrossAttention applied `recurrence` times
   (shared weights) after convs_0, plus the aux head. Returns {'out', 'aux'}."""
   recurrence: int = 2
   aux_channels: int = 256
 
   def block(self, y, train):
-    cca = CrissCrossAttention(self.dtype, name="cca")
-    for _ in range(self.recurrence):
-      y = cca(y)
-    return y
+    return CrissCrossAttention(self.recurrence, self.dtype, self.lowering, name="cca")(y)

@@ -1,4 +1,4 @@
-"""ISAHead: Interlaced Sparse Self-Attention (Huang et al., 2019), mmseg `isa_head.py`,
+"""ISANet: Interlaced Sparse Self-Attention (Huang et al., 2019), mmseg `isa_head.py`,
 attention-heads.md §7.5.
 
 The map is zero-padded symmetrically to multiples of `down_factor` = (lh, lw); the global
@@ -12,10 +12,12 @@ from typing import Any, Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
-from flaseg.models.heads.fcn import ClsSeg
-from flaseg.models.heads.fcn import mmseg_aux
-from flaseg.models.heads.nl import nl_attention, plain_conv
-from flaseg.models.layers import ConvBNReLU
+from flaseg.models.attention import spatial_attention
+from flaseg.models.heads.fcn import auxiliary_head
+from flaseg.models.heads.head import Head
+from flaseg.models.heads.outputs import mmseg_cls_seg
+from flaseg.models.layers import ConvBNReLU, plain_conv
+from flaseg.models.lowering import DEFAULT, Lowering
 
 Dtype = Any
 
@@ -67,42 +69,49 @@ class ISASelfAttention(nn.Module):
   over keys; then `output_project` 1x1 ConvBNReLU C -> C."""
   channels: int = 256
   dtype: Dtype = jnp.float32
+  lowering: Lowering = DEFAULT
 
   @nn.compact
   def __call__(self, x, train: bool):
     c = x.shape[-1]
+    kw = dict(dtype=self.dtype, lowering=self.lowering)
     q, k = x, x
     for i in range(2):
-      q = ConvBNReLU(self.channels, 1, dtype=self.dtype, name=f"query_project_{i}")(q, train)
-      k = ConvBNReLU(self.channels, 1, dtype=self.dtype, name=f"key_project_{i}")(k, train)
-    v = plain_conv(c, c, self.dtype, name="value_project")(x)
-    y = nl_attention(q, k, v, self.channels ** -0.5)
-    return ConvBNReLU(c, 1, dtype=self.dtype, name="output_project")(y, train)
+      q = ConvBNReLU(self.channels, 1, **kw, name=f"query_project_{i}")(q, train)
+      k = ConvBNReLU(self.channels, 1, **kw, name=f"key_project_{i}")(k, train)
+    v = plain_conv(c, c, self.dtype, "value_project", self.lowering)(x)
+    y = spatial_attention(q, k, v, self.channels ** -0.5, self.lowering)
+    return ConvBNReLU(c, 1, **kw, name="output_project")(y, train)
 
 
-class ISAHead(nn.Module):
-  """mmseg ISAHead on 'c5': in_conv (3x3 -> channels) -> global relation -> local relation ->
-  out_conv (1x1 ConvBNReLU on cat[x, in_conv output]) -> Dropout2d -> 1x1 (no concat with the
+def interlaced_relations(module: nn.Module, x, channels: int, down_factor, train: bool):
+  """ISAHead between `in_conv` and `out_conv`: the global relation over the interlaced groups,
+  then the local relation in each block. Creates its layers in `module` (call it from a
+  compact method; scripts/cost.py counts it)."""
+  factor = tuple(down_factor)
+  b, h, w, _ = x.shape
+  kw = dict(dtype=module.dtype, lowering=module.lowering)
+  y = isa_partition(x, factor)
+  y = ISASelfAttention(channels, **kw, name="global_relation")(y, train)
+  y = isa_regroup(y, b, factor)
+  y = ISASelfAttention(channels, **kw, name="local_relation")(y, train)
+  return isa_unpartition(y, b, (h, w), factor)
+
+
+class ISANetHead(Head):
+  """mmseg ISAHead on 'c5': in_conv (3x3 -> channels) -> `interlaced_relations` -> out_conv
+  (1x1 ConvBNReLU on cat[relations, in_conv output]) -> Dropout2d -> 1x1 (no concat with the
   backbone input). Returns {'out', 'aux'}."""
-  num_classes: int
   channels: int = 512
   isa_channels: int = 256
   down_factor: Sequence[int] = (8, 8)
   dropout: float = 0.1
   aux_channels: int = 256
-  dtype: Dtype = jnp.float32
 
   @nn.compact
   def __call__(self, feats, train: bool = False):
-    factor = tuple(self.down_factor)
-    x = ConvBNReLU(self.channels, 3, dtype=self.dtype, name="in_conv")(feats["c5"], train)
-    b, h, w, _ = x.shape
-    y = isa_partition(x, factor)
-    y = ISASelfAttention(self.isa_channels, self.dtype, name="global_relation")(y, train)
-    y = isa_regroup(y, b, factor)
-    y = ISASelfAttention(self.isa_channels, self.dtype, name="local_relation")(y, train)
-    y = isa_unpartition(y, b, (h, w), factor)
-    y = ConvBNReLU(self.channels, 1, dtype=self.dtype, name="out_conv")(
-        jnp.concatenate([y, x], -1), train)
-    out = ClsSeg(self.num_classes, self.dropout, self.dtype, name="cls")(y, train)
-    return {"out": out, "aux": mmseg_aux(self, feats, train)}
+    kw = self.layer_kw
+    x = ConvBNReLU(self.channels, 3, **kw, name="in_conv")(feats["c5"], train)
+    y = interlaced_relations(self, x, self.isa_channels, self.down_factor, train)
+    y = ConvBNReLU(self.channels, 1, **kw, name="out_conv")(jnp.concatenate([y, x], -1), train)
+    return {"out": mmseg_cls_seg(self)(y, train), "aux": auxiliary_head(self, feats, train)}

@@ -1,0 +1,50 @@
+"""How a model computes its convolutions and attention: a field of every flaseg module.
+
+`Lowering` is a frozen (hashable) dataclass, set from `config.model.lowering` by
+`build_model` and passed down by every module to its children, so the choice is part of the
+model, traced with it and never a global. The defaults are each platform's best:
+
+  conv='auto'    CPU: 1x1 convs and weight gradients as matmuls, Winograd F(2x2, 3x3) for
+                 the "same" 3x3 convs with at least `winograd_min_channels` channels and
+                 `winograd_min_positions` output positions (flaseg/models/conv.py);
+                 GPU and TPU: `lax.conv_general_dilated`.
+  conv='direct'  `lax.conv_general_dilated` everywhere: FLOPs counted as the papers count
+                 them (scripts/cost.py) and memory as an accelerator holds it.
+
+  attention_max_bytes  above this many bytes for ONE image's float32 N x N map, the spatial
+                       attention of NL, DNL, DANet's PAM and ISA runs query-chunked
+                       (models/attention.py); 0 always chunks, float('inf') never does.
+  relation_max_bytes   the same for Denoised NL's rectified relation (it holds several maps).
+  attention_chunk_bytes  the float32 (B, rows, N) slice one query block may hold.
+"""
+import dataclasses
+
+from flaseg.errors import ConfigError
+
+CONVS = ("auto", "direct")
+
+
+@dataclasses.dataclass(frozen=True)
+class Lowering:
+  conv: str = "auto"
+  # Where F(2x2, 3x3) beats XLA's direct conv on CPU (scripts/conv_benchmark.py): at least
+  # 128 input and output channels (64: 195 against 202 GFLOP/s; 128: 254 against 203) and
+  # 4096 output positions N*H*W (16x8x12 at 128 channels: 125 against 149; 16x32x48: 237
+  # against 201).
+  winograd_min_channels: int = 128
+  winograd_min_positions: int = 4096
+  # 1 GiB: whole-image 1024x2048 at output stride 8 (N = 32768, 4 GiB) is chunked; training
+  # crops (769: 354 MB) stay direct. Per image, not per batch: under jit over a mesh the
+  # traced batch is the global one.
+  attention_max_bytes: float = 2**30
+  # 128 MiB: at 1/16 the training crops stay far below it (768: N = 2304, 21 MiB) while
+  # whole-image 1024x2048 (N = 8192, 256 MiB) is chunked.
+  relation_max_bytes: float = 2**27
+  attention_chunk_bytes: int = 2**26
+
+  def __post_init__(self):
+    if self.conv not in CONVS:
+      raise ConfigError(f"config.model.lowering.conv={self.conv!r}: choose one of {CONVS}")
+
+
+DEFAULT = Lowering()
