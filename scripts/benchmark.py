@@ -16,7 +16,7 @@ fewer FLOPs. Timings are medians over `--steps` after `--warmup` compiled steps,
 inputs.
 
 `--reference=torch` also runs the same network in PyTorch, in the same process, on inputs of
-the same shape (flaseg.torch_reference: mmsegmentation's EncoderDecoder for fcn/nl/dnl/danet/ccnet/
+the same shape (reference/torch/: mmsegmentation's EncoderDecoder for fcn/nl/dnl/danet/ccnet/
 emanet/isanet, the official FLANet definition for fla) and adds reference_train_img_per_s and
 reference_infer_img_per_s:
 
@@ -34,8 +34,8 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from flaseg import config_lib, optim, parallel, timing, train  # noqa: E402
-from flaseg.models import build_model  # noqa: E402
-from flaseg.models import conv as conv_lib  # noqa: E402
+from flaseg.errors import UserError  # noqa: E402
+from flaseg.models import build_model, init_variables  # noqa: E402
 
 
 def _peak_mb(compiled):
@@ -58,9 +58,16 @@ def matmul_peak_gflops(n=4096, dtype=jnp.float32):
 
 
 def _model_gflop(fn, *args):
-  """GFLOP of fn's lowering with direct convolutions (a fresh trace: jit caches traces)."""
-  with conv_lib.direct_convolutions():
-    return jax.jit(lambda *a: fn(*a)).lower(*args).cost_analysis()["flops"] / 1e9
+  """GFLOP of fn's lowering (fn built from a model with `lowering.conv='direct'`)."""
+  return jax.jit(fn).lower(*args).cost_analysis()["flops"] / 1e9
+
+
+def direct_model(config):
+  """The model of `config` with direct convolutions, as GPU/TPU run them and papers count
+  them (the model FLOPs of `*_mfu`)."""
+  config = config.copy_and_resolve_references()
+  config.model.lowering.conv = "direct"
+  return build_model(config.model)
 
 
 def _gflop(compiled):
@@ -78,7 +85,7 @@ def benchmark(config, size, batch, steps=5, warmup=1, matmul=4096):
   with config.unlocked():
     config.train.batch_size = batch
     config.data.crop_size = tuple(size)
-  params, _ = train.init_variables(model, jax.random.key(0), shape)
+  params, _ = init_variables(model, jax.random.key(0), shape)
   tx, schedule = optim.make_optimizer(config.optim, params, 1000)
   state = train.create_state(config, model, tx, mesh, shape)
   repl, data = parallel.replicated(mesh), parallel.data_sharded(mesh)
@@ -86,7 +93,7 @@ def benchmark(config, size, batch, steps=5, warmup=1, matmul=4096):
   batch_np = {"image": rng.integers(0, 256, shape).astype(np.uint8),
               "label": rng.integers(0, config.model.num_classes, shape[:3]).astype(np.int32)}
   gb = parallel.global_batch(batch_np, mesh)
-  train_fn = train.make_train_step(model, tx, schedule, config.loss)
+  train_fn = train.make_train_step(model, tx, schedule, config.loss, config.data.ignore_label)
   step = jax.jit(train_fn, in_shardings=(repl, data, repl), out_shardings=(repl, repl))
   key = jax.random.key(0)
   compiled_train = step.lower(state, gb, key).compile()
@@ -99,15 +106,18 @@ def benchmark(config, size, batch, steps=5, warmup=1, matmul=4096):
   train_s = timing.median_seconds(train_once, steps, warmup)
   train_peak = _peak_mb(compiled_train)
   variables = {"params": holder["state"].params, **holder["state"].model_state}
-  infer_fn = lambda v, x: jnp.argmax(model.apply(v, x)["out"], -1)  # noqa: E731
+  def infer_fn(v, x, model=model):
+    return jnp.argmax(model.apply(v, x)["out"], -1)
   compiled_infer = jax.jit(infer_fn).lower(variables, gb["image"]).compile()
   infer_s = timing.median_seconds(lambda: compiled_infer(variables, gb["image"]), steps,
                                  warmup)
   n_params = sum(int(np.prod(a.shape)) for a in jax.tree.leaves(params))
   peak = matmul_peak_gflops(matmul)
   train_gflop, infer_gflop = _gflop(compiled_train), _gflop(compiled_infer)
-  train_model = _model_gflop(train_fn, holder["state"], gb, key)
-  infer_model = _model_gflop(infer_fn, variables, gb["image"])
+  direct = direct_model(config)
+  train_model = _model_gflop(train.make_train_step(direct, tx, schedule, config.loss),
+                             holder["state"], gb, key)
+  infer_model = _model_gflop(lambda v, x: infer_fn(v, x, direct), variables, gb["image"])
   return {"config": config.model.head, "size": list(size), "batch": batch,
           "backbone": f"resnet{config.model.backbone.depth}", "dtype": config.model.dtype,
           "devices": f"{jax.device_count()}x{jax.devices()[0].device_kind}",
@@ -127,7 +137,7 @@ def benchmark(config, size, batch, steps=5, warmup=1, matmul=4096):
 def main():
   try:
     run()
-  except ValueError as e:  # bad config, head or size: one line, no traceback
+  except (UserError, ValueError) as e:  # bad config, head or size: one line, no traceback
     sys.exit(f"benchmark.py: {e}")
 
 
@@ -156,11 +166,11 @@ def run():
   if config.model.num_classes == 0:  # 'the dataset's' (:smoke): Cityscapes' 19
     config.model.num_classes = 19
   if a.reference:
-    from flaseg import torch_reference
-    torch_reference.check(config)  # an unsupported head fails before the long flaseg run
+    from reference.torch import benchmark as torch_peer
+    torch_peer.check(config)  # an unsupported head fails before the long flaseg run
   record = benchmark(config, size, batch, a.steps, a.warmup, a.matmul)
   if a.reference:
-    record.update(torch_reference.benchmark(config, size, batch, a.steps, a.warmup))
+    record.update(torch_peer.benchmark(config, size, batch, a.steps, a.warmup))
   if a.json:
     print(json.dumps(record))
   else:

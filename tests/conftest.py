@@ -1,5 +1,6 @@
 """Tests run on 8 simulated CPU devices so that sharding and cross-replica BN are exercised."""
 import os
+import sys
 
 # Backend optimisation level 0 compiles tiny test models 3-4x faster (they run slower, which
 # does not matter at test sizes). Subprocesses started by tests inherit both flags.
@@ -7,3 +8,9 @@ os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
                            + " --xla_force_host_platform_device_count=8"
                            + " --xla_backend_optimization_level=0").strip()
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+# The repository root, so that tests import the PyTorch peers as `from reference.torch import
+# ...` (reference/ lives beside flaseg/ and is not installed with it).
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if REPO not in sys.path:
+  sys.path.insert(0, REPO)

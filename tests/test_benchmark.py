@@ -7,7 +7,8 @@ import sys
 
 import pytest
 
-from flaseg import config_lib, torch_reference
+from flaseg import config_lib
+from reference.torch import benchmark as torch_benchmark
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -18,7 +19,8 @@ def _run(*args):
                         capture_output=True, text=True, timeout=600)
 
 
-def test_benchmark_json_with_torch_reference():
+@pytest.mark.slow
+def test_benchmark_json_with_torch_peer():
   pytest.importorskip("torch")
   pytest.importorskip("mmseg")
   r = _run("--config=configs/danet_cityscapes.py:smoke", "--size=24x40", "--batch=2",
@@ -38,17 +40,30 @@ def test_benchmark_json_with_torch_reference():
 
 
 def test_torch_fla_reference_trains_and_infers():
-  pytest.importorskip("torch")
+  """The benchmark's FLANet peer runs real steps: SGD on its fixed batch lowers the loss,
+  inference gives a label map of the input's size, and the timings come from those steps."""
+  torch = pytest.importorskip("torch")
+  torch.set_num_threads(2)
   config = config_lib.load(os.path.join(REPO, "configs/fla_cityscapes.py:smoke"))
   config.model.num_classes = 19
-  record = torch_reference.benchmark(config, (24, 40), 2, steps=1, warmup=0)
-  assert record["reference_train_img_per_s"] > 0 and record["reference_infer_img_per_s"] > 0
+  config.optim.lr = 0.1  # the smoke config's 0.01 moves the loss by less than dropout's noise
+  train_step, infer, description = torch_benchmark.make_steps(config, (24, 40), 2)
+  assert description.startswith("torch FLANet")
+  losses = [float(train_step()) for _ in range(8)]
+  assert losses[-1] < losses[0] - 0.05, losses  # about 0.1 lower, noise about 0.02
+  pred = infer()
+  assert pred.shape == (2, 24, 40) and pred.dtype == torch.int64
+  assert 0 <= int(pred.min()) and int(pred.max()) < 19
+  assert torch.equal(pred, infer())  # eval mode: no dropout, BN statistics fixed
+  record = torch_benchmark.benchmark(config, (24, 40), 2, steps=1, warmup=0)
   assert record["reference"].startswith("torch FLANet")
+  assert record["reference_train_img_per_s"] == 2 / record["reference_train_step_s"]
 
 
+@pytest.mark.slow
 def test_reference_names_the_heads_it_covers():
   config = config_lib.load(os.path.join(REPO, "configs/sanet_cityscapes.py:smoke"))
-  for fn in (torch_reference.check, torch_reference.build):
+  for fn in (torch_benchmark.check, torch_benchmark.build):
     with pytest.raises(ValueError, match="no PyTorch reference for model.head='sanet'.*fla"):
       fn(config)
   r = _run("--config=configs/sanet_cityscapes.py:smoke", "--reference=torch", "--json")

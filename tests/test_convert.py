@@ -1,8 +1,8 @@
 """flaseg.convert: PyTorch checkpoints load into flaseg with the same outputs.
 
-The name tables, error listing, Orbax round trip, CLI and `train._init_pretrained` need numpy
+The name tables, error listing, Orbax round trip, CLI and `train.init_pretrained` need numpy
 only. The equivalence tests build the PyTorch networks (timm ResNets; mmseg 1.2.2
-segmentors; FLANet, DenoisedNL and AttaNet written here from the official code's semantics),
+segmentors; FLANet, DenoisedNL and AttaNet in reference/torch/, from the official code),
 randomise every weight and BN statistic, convert the state dict and compare outputs in eval
 mode on an H != W input (batch 1). They skip without torch / timm / mmseg
 (scripts/install_reference_packages.sh installs them).
@@ -16,11 +16,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from flaseg import convert, torch_reference, train
-from flaseg.models import build_model
+from flaseg import convert, train
+from flaseg.models import build_model, init_variables
 from flaseg.models.heads.fla import FLAHead
 from flaseg.models.resnet import ResNet
 from flaseg.models.segmenter import IMAGENET_MEAN, IMAGENET_STD, Segmenter
+from reference.torch import attanet, denoised_nl, flanet, mmseg_peers
+from reference.torch.imports import declare_torchvision_ops
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOL = 1e-4
@@ -31,7 +33,7 @@ def _rel(a, b):
 
 
 def _variables(model, shape):
-  params, state = jax.eval_shape(lambda r: train.init_variables(model, r, shape),
+  params, state = jax.eval_shape(lambda r: init_variables(model, r, shape),
                                  jax.random.key(0))
   return {"params": params, **state}
 
@@ -166,8 +168,8 @@ def test_readers_and_orbax_round_trip(tmp_path):
   state = {"batch_stats": {"backbone": {"bn": {"mean": jnp.zeros(3)}}}}
   loaded = {"params": {"backbone": {"c": {"kernel": np.full((2, 3), 2.0, np.float32)}}},
             "model_state": {"batch_stats": {"backbone": {"bn": {"mean": np.ones(3, np.float32)}}}}}
-  path = convert.save(loaded, str(tmp_path / "ckpt"))
-  back = convert.load(path)
+  path = convert.save_converted(loaded, str(tmp_path / "ckpt"))
+  back = convert.load_converted(path)
   p, s = convert.merge(params, state, back, "backbone")
   np.testing.assert_array_equal(p["backbone"]["c"]["kernel"], 2.0)
   np.testing.assert_array_equal(p["head"]["k"], 1.0)
@@ -180,8 +182,9 @@ def test_readers_and_orbax_round_trip(tmp_path):
     convert.merge(params, state, bad, "")
 
 
+@pytest.mark.slow
 def test_cli_and_training_init(tmp_path):
-  """`python -m flaseg.convert` on an .npz, then `_init_pretrained` loads it."""
+  """`python -m flaseg.convert` on an .npz, then `train.init_pretrained` loads it."""
   sys.path.insert(0, REPO)
   from configs import quickstart
   config = quickstart.get_config("smoke=True")
@@ -198,10 +201,10 @@ def test_cli_and_training_init(tmp_path):
          "--config.model.num_classes=5", f"--out={out}"]
   res = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
   assert res.returncode == 0, res.stderr[-3000:]
-  params, model_state = train.init_variables(model, jax.random.key(1), shape)
+  params, model_state = init_variables(model, jax.random.key(1), shape)
   state = train.TrainState(jnp.zeros((), jnp.int32), params, model_state, ())
   config.init.backbone = str(out)
-  new = train._init_pretrained(config, state)
+  new = train.init_pretrained(config, state)
   np.testing.assert_allclose(new.params["backbone"]["layer1_0"]["conv1"]["kernel"],
                              sd["layer1.0.conv1.weight"].transpose(2, 3, 1, 0))
   np.testing.assert_allclose(new.model_state["batch_stats"]["backbone"]["stem_bn3"]["var"],
@@ -211,7 +214,7 @@ def test_cli_and_training_init(tmp_path):
   config.init.backbone = ""
   config.init.checkpoint = str(out)  # a backbone only: the head is missing
   with pytest.raises(convert.ConversionError, match="missing in the checkpoint"):
-    train._init_pretrained(config, state)
+    train.init_pretrained(config, state)
 
 
 # ---------------------------------------------------------------------------------------
@@ -224,7 +227,7 @@ def _import_torch():
 
 
 def _import_timm(torch):
-  torch_reference.declare_torchvision_ops(torch)  # timm imports torchvision
+  declare_torchvision_ops(torch)  # timm imports torchvision
   return pytest.importorskip("timm")
 
 
@@ -290,12 +293,12 @@ def test_timm_resnets_equal_pytorch(name, cfg):
 
 @pytest.mark.parametrize("depth", [18, 50])
 def test_flanet_equals_pytorch(tmp_path, depth):
-  """The official FLANet definition (flaseg.torch_reference, also the benchmark's peer) with
+  """The official FLANet definition (reference.torch.flanet, also the benchmark's peer) with
   BasicBlocks (the released code) and Bottlenecks (the R50/R101 of the paper)."""
   torch = _import_torch()
   F = torch.nn.functional
   width, channels, aux, k = (16, 32, 8, 5) if depth == 18 else (8, 16, 8, 5)
-  net = _randomise(torch, torch_reference.flanet(depth, k, width, channels, aux))
+  net = _randomise(torch, flanet.flanet(depth, k, width, channels, aux))
   img = np.random.default_rng(2).uniform(0, 255, (2, 48, 72, 3)).astype(np.float32)
   x = (img - np.asarray(IMAGENET_MEAN, np.float32)) / np.asarray(IMAGENET_STD, np.float32)
   with torch.no_grad():
@@ -323,7 +326,7 @@ def test_flanet_equals_pytorch(tmp_path, depth):
 def _import_mmseg(torch):
   pytest.importorskip("mmseg")
   pytest.importorskip("mmcv")
-  return torch_reference.import_mmseg(torch)
+  return mmseg_peers.import_mmseg(torch)
 
 
 _K = 5
@@ -386,12 +389,12 @@ def test_mmseg_networks_equal_pytorch(head):
   config.model.backbone.width = 16
   config.model.head_kwargs.update(dict(aux_channels=16, **flaseg_kwargs))
   config.data.crop_size = img.shape[1:3]
-  # The benchmark's peer (torch_reference.mmseg_segmentor) builds this same network from the
+  # The benchmark's peer (mmseg_peers.mmseg_segmentor) builds this same network from the
   # flaseg config: the same modules and shapes (strict load), the same outputs.
-  built = torch_reference.mmseg_segmentor(config)
+  built = mmseg_peers.mmseg_segmentor(config)
   built.load_state_dict(net.state_dict())
   with torch.no_grad():
-    got = torch_reference.mmseg_outputs(built.eval(), torch.from_numpy(
+    got = mmseg_peers.mmseg_outputs(built.eval(), torch.from_numpy(
         x.transpose(0, 3, 1, 2).copy()), train=False)["out"]
   np.testing.assert_allclose(F.interpolate(got, img.shape[1:3], mode="bilinear",
                                            align_corners=True).numpy().transpose(0, 2, 3, 1),
@@ -406,93 +409,10 @@ def test_mmseg_networks_equal_pytorch(head):
     assert rel < TOL, (key, rel)
 
 
-def _torch_denoised_nl(torch, width, channels, aux_channels, gr_channels, num_classes):
-  """DenoisedNL (official model.py semantics: deep-stem ResNet-50 of Bottlenecks at output
-  stride 8 with layer4 dilations (4, 8, 16), conv -> down_sample (BasicBlock, shortcut
-  `interp`) -> DNL with the global rectifier and local retention -> outputs), its names."""
-  nn, F = torch.nn, torch.nn.functional
-
-  def cbr(cin, cout, stride=1):
-    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout),
-                         nn.ReLU())
-
-  def Output(cin, mid):  # noqa: N802 (official Output: no upsampling, dropout 0.05)
-    return torch_reference.output_head(cin, mid, num_classes, 0.05, upsample=False)
-
-  class DownSample(nn.Module):
-    def __init__(self, c, interp):
-      super().__init__()
-      self.conv1 = nn.Conv2d(c, c, 3, 2, 1, bias=False)
-      self.bn1 = nn.BatchNorm2d(c)
-      self.conv2 = nn.Conv2d(c, c, 3, 1, 1, bias=False)
-      self.bn2 = nn.BatchNorm2d(c)
-      self.downsample = interp
-
-    def forward(self, x):
-      y = self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x)))))
-      return F.relu(y + self.downsample(x))
-
-  class DNL(nn.Module):
-    def __init__(self, c, c4):
-      super().__init__()
-      self.conv1 = nn.Conv2d(c, c // 8, 1, bias=False)
-      self.conv2 = nn.Conv2d(c, c // 8, 1, bias=False)
-      self.conv3 = nn.Conv2d(c, c, 1, bias=False)
-      self.conv = cbr(c, c)
-      self.conv_out3 = Output(c4, gr_channels)
-      self.gamma = nn.Parameter(torch.zeros(1))
-
-    def forward(self, x, x2):
-      b, _, h, w = x.shape
-      q, k, v = self.conv1(x), self.conv2(x), self.conv3(x)
-      e = q.shape[1]
-      # Local relation: sigmoid(q . k) over each 3x3 neighbourhood (zero padded).
-      k_patches = F.unfold(k, 3, padding=1).view(b, e, 9, h * w).permute(0, 3, 1, 2)
-      local = torch.sigmoid(torch.matmul(q.permute(0, 2, 3, 1).reshape(b * h * w, 1, e),
-                                         k_patches.reshape(b * h * w, e, 9)))
-      qf = q.view(b, e, h * w).permute(0, 2, 1)
-      relation = torch.softmax(torch.matmul(qf, k.view(b, e, h * w)), -1)
-      aux2 = self.conv_out3(x2)
-      pred = F.interpolate(aux2, (h, w), mode="bilinear", align_corners=True)
-      pred = torch.softmax(pred, 1).view(b, num_classes, -1)
-      relation = relation * torch.sigmoid(torch.matmul(pred.permute(0, 2, 1), pred))
-      relation = F.unfold(relation.view(b, h * w, h, w), 3, padding=1).view(b, h * w, 9, h * w)
-      local = local.view(b, h * w, 9).permute(0, 2, 1)
-      aug_relation = (relation * local.unsqueeze(1)).sum(2)
-      vf = v.view(b, -1, h * w).permute(0, 2, 1)
-      aug = torch.bmm(aug_relation, vf).view(b, h, w, -1).permute(0, 3, 1, 2)
-      out = F.interpolate(self.gamma * aug + x, (2 * h, 2 * w), mode="bilinear",
-                          align_corners=True)
-      return self.conv(out), aux2
-
-  class DenoisedNL(nn.Module):
-    def __init__(self):
-      super().__init__()
-      c5, c4, c3 = 32 * width, 16 * width, 8 * width
-      # Deep stem, Bottlenecks, layer4 multi-grid (1, 2, 4) x dilation 4.
-      self.backbone = torch_reference.deep_stem_resnet(50, width, multi_grid=(1, 2, 4))
-      self.conv = cbr(c5, channels)
-      self.interp = cbr(channels, channels, 2)
-      self.down_sample = DownSample(channels, self.interp)
-      self.dnl = DNL(channels, c4)
-      self.conv_out1 = Output(c5 + channels, channels)
-      self.conv_out2 = Output(c3, aux_channels)
-
-    def forward(self, x):
-      h, w = x.shape[2:]
-      x1, x2, x3 = self.backbone(x)
-      f, aux2 = self.dnl(self.down_sample(self.conv(x3)), x2)
-      out = self.conv_out1(torch.cat([x3, f], 1))
-      up = lambda t: F.interpolate(t, (h, w), mode="bilinear", align_corners=True)
-      return up(out), up(self.conv_out2(x1)), up(aux2)
-
-  return DenoisedNL()
-
-
 def test_denoised_nl_equals_pytorch():
   torch = _import_torch()
   width, channels, aux, gr, k = 8, 32, 8, 16, 5
-  net = _randomise(torch, _torch_denoised_nl(torch, width, channels, aux, gr, k))
+  net = _randomise(torch, denoised_nl.denoised_nl(torch, width, channels, aux, gr, k))
   img = np.random.default_rng(4).uniform(0, 255, (1, 64, 96, 3)).astype(np.float32)
   x = (img - np.asarray(IMAGENET_MEAN, np.float32)) / np.asarray(IMAGENET_STD, np.float32)
   with torch.no_grad():
@@ -517,101 +437,12 @@ def test_denoised_nl_equals_pytorch():
     assert rel < TOL, (key, rel)
 
 
-def _torch_attanet(torch, torchvision, num_classes):
-  """AttaNet (official AttaNet.py semantics; torchvision ResNet-18 as `head.resnet`)."""
-  nn, F = torch.nn, torch.nn.functional
-
-  class ConvBNReLU(nn.Module):
-    def __init__(self, cin, cout, ks=3):
-      super().__init__()
-      self.conv = nn.Conv2d(cin, cout, ks, 1, ks // 2, bias=False)
-      self.bn = nn.BatchNorm2d(cout)
-
-    def forward(self, x):
-      return F.relu(self.bn(self.conv(x)))
-
-  class Output(nn.Module):
-    def __init__(self, cin, mid):
-      super().__init__()
-      self.conv = ConvBNReLU(cin, mid)
-      self.conv_out = nn.Conv2d(mid, num_classes, 1, bias=False)
-
-    def forward(self, x):
-      return self.conv_out(self.conv(x))
-
-  class SAM(nn.Module):
-    def __init__(self, c):
-      super().__init__()
-      self.conv1, self.conv2 = ConvBNReLU(c, 64, 1), ConvBNReLU(c, 64, 1)
-      self.conv3 = ConvBNReLU(c, c, 1)
-
-    def forward(self, x):
-      q = self.conv1(x)
-      b, cm, h, w = q.shape
-      q = F.avg_pool2d(q, [h, 1]).view(b, cm, -1).permute(0, 2, 1)
-      a = torch.softmax(torch.bmm(q, self.conv2(x).view(b, cm, -1)), 1)
-      v = F.avg_pool2d(self.conv3(x), [h, 1]).view(b, x.shape[1], -1)
-      return x + torch.bmm(v, a).view(b, x.shape[1], h, w)
-
-  class AFM(nn.Module):
-    def __init__(self, cin, cout):
-      super().__init__()
-      self.conv = ConvBNReLU(cin, cout, 1)
-      self.conv_atten = nn.Conv2d(cout, cout, 1, bias=False)
-      self.bn_atten = nn.BatchNorm2d(cout)
-
-    def forward(self, f16, f32):
-      up = F.interpolate(f32, f16.shape[2:], mode="nearest")
-      feat = self.conv(torch.cat([f16, up], 1))
-      return torch.sigmoid(self.bn_atten(self.conv_atten(F.avg_pool2d(feat, feat.shape[2:]))))
-
-  class Head(nn.Module):
-    def __init__(self):
-      super().__init__()
-      self.resnet = torchvision.models.resnet18()
-      self.afm = AFM(640, 128)
-      self.conv_head32 = ConvBNReLU(512, 128)
-      self.conv_head16 = ConvBNReLU(256, 128)
-      self.conv_head1 = ConvBNReLU(128, 128)
-      self.sam = SAM(128)
-      self.conv_head2 = ConvBNReLU(128, 128)
-
-    def forward(self, x):
-      r = self.resnet
-      x = r.layer1(r.maxpool(r.relu(r.bn1(r.conv1(x)))))
-      f8 = r.layer2(x)
-      f16 = r.layer3(f8)
-      f32 = r.layer4(f16)
-      f16 = self.conv_head16(f16)
-      atten = self.afm(f16, f32)
-      f32_up = F.interpolate(self.conv_head32(f32) * atten, f16.shape[2:], mode="nearest")
-      fused = self.sam(self.conv_head1(f16 * (1 - atten) + f32_up))
-      out8 = self.conv_head2(F.interpolate(fused, f8.shape[2:], mode="nearest"))
-      return out8, f32_up, f8
-
-  class AttaNet(nn.Module):
-    def __init__(self):
-      super().__init__()
-      self.head = Head()
-      self.conv_out = Output(128, 128)
-      self.conv_out1 = Output(128, 64)
-      self.conv_out2 = Output(128, 64)
-
-    def forward(self, x):
-      h, w = x.shape[2:]
-      out, aux1, aux2 = self.head(x)
-      up = lambda t: F.interpolate(t, (h, w), mode="bilinear", align_corners=True)
-      return up(self.conv_out(out)), up(self.conv_out1(aux1)), up(self.conv_out2(aux2))
-
-  return AttaNet()
-
-
 def test_attanet_equals_pytorch():
   torch = _import_torch()
-  torch_reference.declare_torchvision_ops(torch)
+  declare_torchvision_ops(torch)
   torchvision = pytest.importorskip("torchvision")
   k = 5
-  net = _randomise(torch, _torch_attanet(torch, torchvision, k))
+  net = _randomise(torch, attanet.attanet(torch, torchvision, k))
   img = np.random.default_rng(5).uniform(0, 255, (1, 128, 160, 3)).astype(np.float32)
   x = (img - np.asarray(IMAGENET_MEAN, np.float32)) / np.asarray(IMAGENET_STD, np.float32)
   with torch.no_grad():
