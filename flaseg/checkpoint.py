@@ -16,8 +16,10 @@ import grain
 import jax
 import orbax.checkpoint as ocp
 
+from flaseg.errors import NotFoundError, UserError
 
-class CheckpointError(RuntimeError):
+
+class CheckpointError(UserError, RuntimeError):
   """A checkpoint exists but cannot be restored (corrupt, or from another model/config)."""
 
 
@@ -27,7 +29,9 @@ def manager(workdir: str, max_to_keep: int = 2) -> ocp.CheckpointManager:
                                options=options)
 
 
-def save(mngr, step: int, state, data_iter, config) -> None:
+def save_train_state(mngr, step: int, state, data_iter, config) -> None:
+  """Saves the train state, the grain iterator's position and the config as checkpoint
+  `step` (asynchronously: `mngr.wait_until_finished()` before exiting)."""
   args = {"state": ocp.args.StandardSave(state),
           "config": ocp.args.JsonSave(config.to_dict())}
   if data_iter is not None:
@@ -35,7 +39,7 @@ def save(mngr, step: int, state, data_iter, config) -> None:
   mngr.save(step, args=ocp.args.Composite(**args), force=True)
 
 
-def restore(mngr, abstract_state, data_iter=None, step=None):
+def restore_train_state(mngr, abstract_state, data_iter=None, step=None):
   """Restores into `abstract_state` (shapes, dtypes and shardings) and, if given, positions
   `data_iter` where the saved run would have continued. Returns (step, state)."""
   step = mngr.latest_step() if step is None else step
@@ -56,11 +60,11 @@ def restore(mngr, abstract_state, data_iter=None, step=None):
 def saved_config(workdir: str, step=None) -> dict:
   """The config (a dict, as saved) of checkpoint `step` (default: the latest) in `workdir`."""
   if not os.path.isdir(os.path.join(workdir, "checkpoints")):
-    raise FileNotFoundError(f"no checkpoint in {os.path.join(workdir, 'checkpoints')}")
+    raise NotFoundError(f"no checkpoint in {os.path.join(workdir, 'checkpoints')}")
   mngr = manager(workdir)
   step = mngr.latest_step() if step is None else step
   if step is None:
-    raise FileNotFoundError(f"no checkpoint in {mngr.directory}")
+    raise NotFoundError(f"no checkpoint in {mngr.directory}")
   config = mngr.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))["config"]
   mngr.close()
   return config

@@ -38,13 +38,16 @@ Sources (`--source`):
 
 The output is an Orbax checkpoint of {'params', 'model_state'} holding the converted part of
 the tree (paths from the model root); `config.init.backbone` / `config.init.checkpoint`
-load it at the start of training (`merge`, from `train._init_pretrained`).
+load it at the start of training (`load_converted` and `merge`, from
+`train.init_pretrained`).
 """
 import os
 import re
 import time
 
 import numpy as np
+
+from flaseg.errors import ConfigError, NotFoundError, UserError
 
 SOURCES = ("torchvision", "timm", "mmseg", "flanet", "denoised_nl", "attanet")
 ALIASES = {"denoisednl": "denoised_nl"}  # the spelling of the issue / the repository name
@@ -56,7 +59,7 @@ _MODEL_SOURCES = ("mmseg", "flanet", "denoised_nl", "attanet")
 _CLASSIFIER = re.compile(r"^(fc|head\.fc|classifier)\.")
 
 
-class ConversionError(ValueError):
+class ConversionError(UserError, ValueError):
   """A checkpoint that does not match the model; the message lists every bad name."""
 
 
@@ -68,7 +71,7 @@ def read_state_dict(path: str) -> dict:
 
   Unwraps a top-level 'state_dict' or 'model' entry and a 'module.' prefix (DataParallel)."""
   if not os.path.isfile(path):
-    raise FileNotFoundError(f"no checkpoint file {path}")
+    raise NotFoundError(f"no checkpoint file {path}")
   if path.endswith(".safetensors"):
     try:
       from safetensors.numpy import load_file
@@ -274,9 +277,9 @@ def convert(state_dict: dict, source: str, target: dict, backbone_cfg, part: str
   Raises ConversionError listing every missing, unexpected and mis-shaped name."""
   source = ALIASES.get(source, source)
   if source not in SOURCES:
-    raise ValueError(f"--source={source!r}: choose one of {SOURCES}")
+    raise ConfigError(f"--source={source!r}: choose one of {SOURCES}")
   if part not in ("backbone", "model"):
-    raise ValueError(f"part={part!r}: choose 'backbone' or 'model'")
+    raise ConfigError(f"part={part!r}: choose 'backbone' or 'model'")
   bb = _BACKBONE_PREFIX.get(source, "backbone.")
   sd = {k: v for k, v in state_dict.items() if not k.endswith("num_batches_tracked")
         and not _CLASSIFIER.match(k[len(bb):] if k.startswith(bb) else k)}
@@ -347,10 +350,10 @@ def default_part(state_dict: dict, source: str) -> str:
 def abstract_variables(config):
   """Shapes of the variables of `config.model` (nothing is computed)."""
   import jax
-  from flaseg import models, train
+  from flaseg import models
   model = models.build_model(config.model)
   shape = (1, *tuple(config.data.crop_size), 3)
-  params, state = jax.eval_shape(lambda r: train.init_variables(model, r, shape),
+  params, state = jax.eval_shape(lambda r: models.init_variables(model, r, shape),
                                  jax.random.key(0))
   return {"params": params, **state}
 
@@ -358,7 +361,7 @@ def abstract_variables(config):
 # ---------------------------------------------------------------------------------------
 # flaseg checkpoints of converted weights.
 
-def save(variables: dict, out_dir: str) -> str:
+def save_converted(variables: dict, out_dir: str) -> str:
   """Writes {'params', 'model_state'} as an Orbax checkpoint in `out_dir` (must not exist)."""
   import orbax.checkpoint as ocp
   out_dir = os.path.abspath(out_dir)
@@ -368,13 +371,14 @@ def save(variables: dict, out_dir: str) -> str:
   return out_dir
 
 
-def load(path: str) -> dict:
-  """{'params', 'model_state'} of numpy arrays from a checkpoint written by `save`."""
+def load_converted(path: str) -> dict:
+  """{'params', 'model_state'} of numpy arrays from a checkpoint written by
+  `save_converted`."""
   import jax
   import orbax.checkpoint as ocp
   path = os.path.abspath(path)
   if not os.path.isdir(path):
-    raise FileNotFoundError(f"no converted checkpoint {path}; write one with "
+    raise NotFoundError(f"no converted checkpoint {path}; write one with "
                             "`python -m flaseg.convert`")
   restored = ocp.StandardCheckpointer().restore(path)
   restored = jax.tree.map(np.asarray, restored)
@@ -433,7 +437,7 @@ def main(argv):
   part = f.part or default_part(sd, source)
   target = abstract_variables(f.config)
   variables = convert(sd, source, target, f.config.model.backbone, part)
-  out = save(variables, f.out)
+  out = save_converted(variables, f.out)
   n = sum(int(np.size(v)) for v in _flatten(variables["params"]).values())
   print(f"converted {f.checkpoint} ({source}, {part}: {n:,} parameters) -> {out} in "
         f"{time.time() - start:.1f} s; train from it with "

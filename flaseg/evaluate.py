@@ -1,21 +1,36 @@
-"""Evaluation over the whole mesh: predictions (whole / slide, multi-scale, flip), an exact
-confusion matrix summed over all devices and hosts, mIoU, a few coloured PNGs, and (with
-config.eval.export_dir) every prediction in the benchmark's submission format."""
+"""Evaluation as a plug-in (as big_vision's evaluators): `Evaluator(predict_fn, source, mesh,
+...).run(variables) -> metrics`.
+
+`predict_fn(variables, images, out_size) -> (B, *out_size) int32 class ids` is any jittable
+function (`make_predict_fn` builds the config's: whole / slide, multi-scale, flip). The
+evaluator runs it over the whole mesh on padded batches of `source`, sums an exact confusion
+matrix over all devices and hosts, and returns mIoU, per-class IoU and pixel accuracy. What
+else happens to the predictions (coloured PNGs, the benchmark's submission format) is up to
+the `sinks` given to `run`; logging the metrics is up to the caller.
+"""
 import os
+from typing import Callable, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from flaseg import export, inference, metrics, parallel, writer
+from flaseg import export, inference, metrics, parallel
 from flaseg.data import pipeline
+from flaseg.reporting import Progress, is_main
 
 
-class _Head:
-  """The first `n` examples of a source."""
+class FirstExamples:
+  """The first `n` examples of a source (`config.eval.num_images`); its other attributes
+  (palette, export_format, ...) are the source's."""
 
   def __init__(self, source, n):
     self.source, self.n = source, min(n, len(source))
+
+  def __getattr__(self, name):
+    if name == "source":  # not set yet (e.g. while unpickling)
+      raise AttributeError(name)
+    return getattr(self.source, name)
 
   def __len__(self):
     return self.n
@@ -26,80 +41,82 @@ class _Head:
     return self.source[i]
 
 
-def make_eval_step(model, eval_cfg, num_classes, ignore_label, align_corners):
-  """(variables, images, labels, valid) -> (confusion matrix, predictions)."""
-  def eval_step(variables, images, labels, valid):
+def make_predict_fn(model, eval_cfg, align_corners: bool) -> Callable:
+  """`predict(variables, images, out_size)`: the argmax of the mean softmax of `model`'s 'out'
+  over `eval_cfg`'s scales and flip, whole image or sliding windows, at `out_size`."""
+  inference.check_mode(eval_cfg.mode)
+
+  def predict(variables, images, out_size):
     def logits_fn(x):
       return model.apply(variables, x, train=False)["out"]
     probs = inference.predict_probs(
         logits_fn, images, mode=eval_cfg.mode, scales=tuple(eval_cfg.scales),
         flip=eval_cfg.flip, crop_size=tuple(eval_cfg.crop_size), stride=tuple(eval_cfg.stride),
-        out_size=labels.shape[1:3], align_corners=align_corners)
-    pred = jnp.argmax(probs, -1).astype(jnp.int32)
-    cm = metrics.confusion_matrix(pred, labels, num_classes, ignore_label, valid)
-    return cm, pred
-  return eval_step
+        out_size=out_size, align_corners=align_corners)
+    return jnp.argmax(probs, -1).astype(jnp.int32)
+  return predict
 
 
 class Evaluator:
-  """`run(state, step, log)` evaluates `state` on `source` and logs one metrics record."""
+  """`run(variables, sinks) -> {'miou', 'per_class_iou', 'pixel_acc'}` of `predict_fn` on
+  `source`.
 
-  def __init__(self, model, config, mesh, source, workdir):
-    self.config, self.mesh, self.workdir = config, mesh, workdir
-    n = int(config.eval.num_images)
-    self.source = _Head(source, n) if n else source
-    self.palette = source.palette
-    self.num_classes = config.model.num_classes
-    self.batch_size = int(config.eval.batch_size) or mesh.devices.size
+  batch_size: global eval batch (0: one image per device); pad_to: (H, W) every batch is
+  padded to, so that the step compiles once (None / (0, 0): each batch's largest image).
+  """
+
+  def __init__(self, predict_fn: Callable, source, mesh, *, num_classes: int,
+               batch_size: int = 0, ignore_label: int = 255,
+               pad_to: Optional[Sequence[int]] = None, name: str = "eval"):
+    self.source, self.mesh, self.num_classes, self.name = source, mesh, num_classes, name
+    self.batch_size = int(batch_size) or mesh.devices.size
     parallel.check_batch_size(self.batch_size, mesh, "config.eval.batch_size")
-    step_fn = make_eval_step(model, config.eval, self.num_classes, config.data.ignore_label,
-                             config.model.align_corners)
-    self.eval_step = jax.jit(step_fn, out_shardings=(parallel.replicated(mesh),
-                                                     parallel.data_sharded(mesh)))
-    # Each process exports its own rows of every batch.
-    self.exporter = (export.Exporter(source, config.eval.export_dir)
-                     if config.eval.export_dir else None)
+    self.ignore_label, self.pad_to = ignore_label, pad_to
 
-  def run(self, state, step: int, log) -> dict:
-    variables = {"params": state.params, **state.model_state}
+    def step(variables, images, labels, valid):
+      pred = predict_fn(variables, images, labels.shape[1:3])
+      return metrics.confusion_matrix(pred, labels, num_classes, ignore_label, valid), pred
+    self.step = jax.jit(step, out_shardings=(parallel.replicated(mesh),
+                                             parallel.data_sharded(mesh)))
+
+  def run(self, variables, sinks=()) -> dict:
+    """Metrics of `variables`; `sinks` are objects with `write_batch(local_batch,
+    local_pred)`, called on every process with its own rows (e.g. `export.Exporter`,
+    `PredictionImages`)."""
     cm = np.zeros((self.num_classes, self.num_classes), np.int64)
-    n_batches = pipeline.num_eval_batches(len(self.source), self.batch_size,
-                                          jax.process_count())
-    progress = writer.Progress(n_batches, 0, "eval")
-    saved = 0
-    if self.exporter:
-      self.exporter.count = 0
-    for i, local in enumerate(pipeline.eval_batches(
-        self.source, batch_size=self.batch_size // jax.process_count(),
-        process_index=jax.process_index(), process_count=jax.process_count())):
-      batch = parallel.global_batch(
-          {k: local[k] for k in ("image", "label", "valid")}, self.mesh)
-      batch_cm, pred = self.eval_step(variables, batch["image"], batch["label"], batch["valid"])
+    procs, index = jax.process_count(), jax.process_index()
+    n_batches = pipeline.num_eval_batches(len(self.source), self.batch_size, procs)
+    progress = Progress(n_batches, 0, self.name)
+    batches = pipeline.eval_batches(self.source, batch_size=self.batch_size // procs,
+                                    process_index=index, process_count=procs,
+                                    pad_to=self.pad_to, ignore_label=self.ignore_label)
+    for i, local in enumerate(batches):
+      batch = parallel.global_batch({k: local[k] for k in ("image", "label", "valid")},
+                                    self.mesh)
+      batch_cm, pred = self.step(variables, batch["image"], batch["label"], batch["valid"])
       cm += np.asarray(jax.device_get(batch_cm), np.int64)
-      save = writer.is_main() and saved < self.config.eval.save_images
-      local_pred = parallel.local_array(pred) if save or self.exporter else None
-      if save:
-        saved = self._save_images(local, local_pred, step, saved)
-      if self.exporter:
-        self.exporter.write_batch(local, local_pred)
+      if sinks:
+        local_pred = parallel.local_array(pred)
+        for sink in sinks:
+          sink.write_batch(local, local_pred)
       if (i + 1) % max(n_batches // 4, 1) == 0 or i + 1 == n_batches:
         progress.update(i + 1, self.batch_size)
-    result = metrics.segmentation_metrics(cm)
-    log.write({"step": int(step), **result})
-    if self.exporter:
-      writer.info(f"[eval] exported {self.exporter.count} predictions (this process) to "
-                  f"{self.exporter.dir}")
-    writer.info(f"[eval] step {step}: mIoU {result['miou']:.4f} "
-                f"pixel acc {result['pixel_acc']:.4f}")
-    return result
+    return metrics.segmentation_metrics(cm)
 
-  def _save_images(self, local, pred, step, saved):
+
+class PredictionImages:
+  """A sink writing image | ground truth | prediction PNGs of the first `count` valid
+  examples to `folder` (process 0 only)."""
+
+  def __init__(self, folder: str, count: int, palette):
+    self.folder, self.count, self.palette, self.saved = folder, count, palette, 0
+
+  def write_batch(self, local, pred):
     for j in range(len(local["image"])):
-      if saved >= self.config.eval.save_images or not local["valid"][j]:
-        break
-      index = int(local["index"][j])
-      path = os.path.join(self.workdir, "predictions", f"step_{step}", f"{index:06d}.png")
-      writer.save_prediction_png(path, local["image"][j], local["label"][j], pred[j],
-                                 self.palette)
-      saved += 1
-    return saved
+      if self.saved >= self.count or not is_main():
+        return
+      if local["valid"][j]:
+        path = os.path.join(self.folder, f"{int(local['index'][j]):06d}.png")
+        export.save_comparison_png(path, local["image"][j], local["label"][j], pred[j],
+                                   self.palette)
+        self.saved += 1

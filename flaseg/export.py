@@ -1,4 +1,5 @@
-"""Predictions in each benchmark's submission format, and coloured overlays to look at.
+"""Predictions in each benchmark's submission format, and coloured images to look at
+(`colorize`, `overlay`, and the image | ground truth | prediction panels of workdir/predictions).
 
 With `--config.eval.export_dir=DIR` the evaluator writes, for every image it evaluates:
 
@@ -25,6 +26,7 @@ import numpy as np
 from PIL import Image
 
 from flaseg.data import classes
+from flaseg.errors import ConfigError
 
 VOC_RESULTS = os.path.join("results", "VOC2012", "Segmentation", "comp6_test_cls")
 
@@ -70,6 +72,20 @@ FORMATS = {
 }
 
 
+def colorize(label: np.ndarray, palette: np.ndarray) -> np.ndarray:
+  """(H, W) class ids -> (H, W, 3) uint8 colours; ignored pixels (>= K) are black."""
+  pal = np.concatenate([np.asarray(palette, np.uint8), np.zeros((256 - len(palette), 3), np.uint8)])
+  return pal[np.asarray(label).astype(np.uint8)]
+
+
+def save_comparison_png(path: str, image, label, pred, palette) -> None:
+  """image | ground truth | prediction side by side."""
+  panel = np.concatenate([np.asarray(image, np.uint8), colorize(label, palette),
+                          colorize(pred, palette)], axis=1)
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  Image.fromarray(panel).save(path)
+
+
 def save_png(path: str, values: np.ndarray, palette=None) -> None:
   """A grey ('L') PNG of `values`, or a palette ('P') PNG whose indices are `values`."""
   image = Image.fromarray(np.ascontiguousarray(values, np.uint8))
@@ -98,7 +114,7 @@ class Exporter:
     self.dir = os.path.abspath(os.path.expanduser(export_dir))
     self.format = getattr(source, "export_format", "palette")
     if self.format not in FORMATS:
-      raise ValueError(f"config.eval.export_dir: no export format {self.format!r}; known: "
+      raise ConfigError(f"config.eval.export_dir: no export format {self.format!r}; known: "
                        f"{sorted(FORMATS)}")
     self.palette = np.asarray(source.palette, np.uint8)
     self.count = 0

@@ -9,6 +9,16 @@ import jax
 import jax.numpy as jnp
 
 from flaseg.models.layers import resize_bilinear
+from flaseg.errors import ConfigError
+
+
+MODES = ("whole", "slide")
+
+
+def check_mode(mode: str) -> None:
+  """A one-line error for an unknown `config.eval.mode`, before anything is compiled."""
+  if mode not in MODES:
+    raise ConfigError(f"config.eval.mode={mode!r}: choose one of {MODES}")
 
 
 def window_starts(size: int, crop: int, stride: int):
@@ -56,7 +66,7 @@ def predict_probs(logits_fn: Callable, images, *, mode: str = "whole", scales=(1
     elif mode == "slide":
       logits = slide_logits(logits_fn, xs, crop_size, stride)
     else:
-      raise ValueError(f"config.eval.mode={mode!r}: choose 'whole' or 'slide'")
+      check_mode(mode)
     p = jax.nn.softmax(resize_bilinear(logits.astype(jnp.float32), out_size, align_corners), -1)
     if flip:
       p = p[:b] + p[b:, :, ::-1]

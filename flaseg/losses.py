@@ -7,6 +7,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from flaseg.errors import ConfigError
+
 
 def pixel_cross_entropy(logits, labels, ignore_label=255):
   """Per-pixel CE (B, H, W) in float32, 0 where the label is `ignore_label`; and the valid mask."""
@@ -66,8 +68,9 @@ def presence_bce(logits, labels, ignore_label=255):
 OHEMS = {"attanet": ohem_attanet, "ccnet": ohem_ccnet}
 
 
-def total_loss(outputs, labels, cfg):
-  """Weighted sum over `cfg.weights` ({output name: weight}); returns (loss, {name: loss}).
+def total_loss(outputs, labels, cfg, ignore_label=255):
+  """Weighted sum over `cfg.weights` ({output name: weight}) of config.loss `cfg`, with
+  `ignore_label` (config.data.ignore_label); returns (loss, {name: loss}).
 
   Dense outputs use CE, or the OHEM `cfg.ohem` ('none' | 'attanet' | 'ccnet') for the names in
   `cfg.ohem_outputs` ('all' or a list); per-image (B, K) outputs use `presence_bce`.
@@ -76,15 +79,15 @@ def total_loss(outputs, labels, cfg):
   total = 0.0
   for name, weight in cfg.weights.items():
     if name not in outputs:
-      raise KeyError(f"config.loss.weights names output {name!r}; the model returns "
+      raise ConfigError(f"config.loss.weights names output {name!r}; the model returns "
                      f"{sorted(outputs)}")
     logits = outputs[name]
     if logits.ndim == 2:
-      term = presence_bce(logits, labels, cfg.ignore_label)
+      term = presence_bce(logits, labels, ignore_label)
     elif cfg.ohem != "none" and (cfg.ohem_outputs == "all" or name in cfg.ohem_outputs):
-      term = OHEMS[cfg.ohem](logits, labels, cfg.ignore_label, cfg.ohem_thresh, cfg.ohem_min_kept)
+      term = OHEMS[cfg.ohem](logits, labels, ignore_label, cfg.ohem_thresh, cfg.ohem_min_kept)
     else:
-      term = cross_entropy(logits, labels, cfg.ignore_label, cfg.avg_non_ignore)
+      term = cross_entropy(logits, labels, ignore_label, cfg.avg_non_ignore)
     terms[name] = term
     total = total + weight * term
   return total, terms

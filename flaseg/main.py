@@ -17,6 +17,8 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from flaseg.errors import ConfigError, UserError
+
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/quickstart.py[:arg].",
                                 lock_config=True)
@@ -36,25 +38,20 @@ flags.DEFINE_integer("process_id", None,
                      "implies --jax_distributed.")
 flags.mark_flags_as_required(["config", "workdir"])
 
-# Errors a user can fix from the message alone: printed as one line, no traceback
-# (FLASEG_DEBUG=1 shows it).
-USER_ERRORS = (ValueError, KeyError, FileNotFoundError, NotImplementedError, FloatingPointError)
-
-
 def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)  # Orbax logs every file it renames at INFO.
   try:
     init_distributed()
   except (ValueError, TypeError, RuntimeError) as e:  # e.g. no coordinator, unreachable
-    fail(RuntimeError(f"jax.distributed.initialize: {one_line(e)}"))
-  from flaseg import checkpoint, train
+    fail(UserError(f"jax.distributed.initialize: {one_line(e)}"))
+  from flaseg import train
   try:
     if FLAGS.mode == "train":
       train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
     else:
       train.evaluate_checkpoint(FLAGS.config, FLAGS.workdir)
-  except USER_ERRORS + (checkpoint.CheckpointError,) as e:
+  except UserError as e:  # bad input, found where it is checked; anything else is a bug
     fail(e)
 
 
@@ -63,7 +60,7 @@ def _env_int(name):
   try:
     return int(value) if value else None
   except ValueError:
-    raise ValueError(f"{name}={value!r} is not an integer") from None
+    raise ConfigError(f"{name}={value!r} is not an integer") from None
 
 
 def init_distributed():
@@ -85,14 +82,11 @@ def init_distributed():
 def one_line(e: BaseException) -> str:
   """An exception as one line: the last line of an embedded traceback, whitespace folded."""
   text = str(e.args[0]) if isinstance(e, (KeyError, AttributeError)) and e.args else str(e)
-  if isinstance(e, AttributeError) and isinstance(e.args[0], KeyError):  # ml_collections
-    text = str(e.args[0].args[0])
+  if isinstance(e, AttributeError) and e.args and isinstance(e.args[0], KeyError):
+    text = str(e.args[0].args[0])  # ml_collections wraps a KeyError
   if "Traceback" in text:
     text = [line for line in text.splitlines() if line.strip()][-1]
-  text = " ".join(text.split())
-  if isinstance(e, (KeyError, AttributeError)) and "config" not in text:
-    text = f"unknown config key {text}"
-  return text
+  return " ".join(text.split())
 
 
 def fail(e: BaseException):
@@ -108,10 +102,13 @@ def parse_flags(argv):
     if arg.startswith("--config="):
       path = arg[len("--config="):].split(":")[0]
       if not os.path.isfile(path):
-        fail(FileNotFoundError(f"--config: no such config file {path}"))
+        fail(ConfigError(f"--config: no such config file {path}"))
   try:
     return FLAGS(argv)
-  except Exception as e:  # KeyError/AttributeError/TypeError from ml_collections, flags.Error
+  except (KeyError, AttributeError) as e:  # ml_collections: `--config.key=...` unknown
+    text = one_line(e)
+    fail(ConfigError(text if "config" in text else f"unknown config key {text}"))
+  except (flags.Error, TypeError, ValueError) as e:  # bad flag, bad value type, bad config arg
     fail(e)
 
 

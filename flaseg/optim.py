@@ -7,6 +7,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from flaseg.errors import ConfigError
+
 
 def lr_schedule(cfg, total_steps: int):
   """step -> learning rate.
@@ -62,7 +64,7 @@ def lr_multipliers(params, rules):
 def make_optimizer(cfg, params, total_steps: int):
   """optax chain equal to torch SGD(momentum, weight_decay, dampening=0) with param-group LRs."""
   if cfg.name != "sgd":
-    raise ValueError(f"config.optim.name={cfg.name!r}: only 'sgd' is implemented")
+    raise ConfigError(f"config.optim.name={cfg.name!r}: only 'sgd' is implemented")
   schedule = lr_schedule(cfg, total_steps)
   mults = lr_multipliers(params, dict(cfg.lr_mult))
   return optax.chain(

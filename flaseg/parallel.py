@@ -7,6 +7,8 @@ import jax
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 
+from flaseg.errors import ConfigError
+
 
 def make_mesh(devices=None):
   devices = jax.devices() if devices is None else devices
@@ -25,7 +27,7 @@ def data_sharded(mesh):
 def check_batch_size(global_batch: int, mesh, key="config.train.batch_size"):
   n = mesh.devices.size
   if global_batch % n or global_batch % jax.process_count():
-    raise ValueError(f"{key}={global_batch} is not divisible by the {n} devices "
+    raise ConfigError(f"{key}={global_batch} is not divisible by the {n} devices "
                      f"({jax.process_count()} processes) of the mesh")
   return global_batch // jax.process_count()
 

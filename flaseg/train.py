@@ -3,11 +3,9 @@ Orbax checkpoints with the grain iterator, automatic resume, SIGTERM-safe.
 
 `train_and_evaluate(config, workdir)` is the entry point of `flaseg.main` and of notebooks.
 """
-import functools
 import os
 import signal
-import time
-from typing import Any
+from typing import Any, NamedTuple, Optional
 
 import flax
 import jax
@@ -16,8 +14,12 @@ import numpy as np
 import optax
 from jax.experimental import multihost_utils
 
-from flaseg import checkpoint, data, evaluate, losses, optim, parallel, writer
-from flaseg.models import build_model
+from flaseg import (checkpoint, convert, data, evaluate, export, inference, losses, optim,
+                    parallel)
+from flaseg.errors import ConfigError, DivergedError, NotFoundError
+from flaseg.models import build_model, init_variables
+from flaseg.reporting import MetricsLog, Progress, info, is_main
+from flaseg.workdir import abs_workdir, check_shared_workdir, prepare_workdir
 
 
 @flax.struct.dataclass
@@ -28,33 +30,25 @@ class TrainState:
   opt_state: Any
 
 
-def init_variables(model, rng, image_shape):
-  """Initial variables for images of `image_shape` (B, H, W, 3); split into params and state."""
-  variables = model.init({"params": rng, "dropout": rng}, jnp.zeros(image_shape, jnp.uint8))
-  variables = flax.core.unfreeze(variables)
-  params = variables.pop("params")
-  return params, variables
-
-
-def loss_and_grads(model, loss_cfg, params, model_state, batch, rng):
+def loss_and_grads(model, loss_cfg, params, model_state, batch, rng, ignore_label=255):
   """((loss, (terms, new_model_state)), grads) of `total_loss` on one global batch."""
   def loss_fn(p):
     mutable = list(model_state) or False
     res = model.apply({"params": p, **model_state}, batch["image"], train=True,
                       mutable=mutable, rngs={"dropout": rng})
     outputs, new_state = res if mutable else (res, {})
-    loss, terms = losses.total_loss(outputs, batch["label"], loss_cfg)
+    loss, terms = losses.total_loss(outputs, batch["label"], loss_cfg, ignore_label)
     return loss, (terms, new_state)
   return jax.value_and_grad(loss_fn, has_aux=True)(params)
 
 
-def make_train_step(model, tx, schedule, loss_cfg):
+def make_train_step(model, tx, schedule, loss_cfg, ignore_label=255):
   """Pure `train_step(state, batch, rng) -> (state, metrics)`; the dropout key is
   `fold_in(rng, step)` so that a resumed run draws the same masks."""
   def train_step(state, batch, rng):
     step_rng = jax.random.fold_in(rng, state.step)
     (loss, (terms, new_state)), grads = loss_and_grads(
-        model, loss_cfg, state.params, state.model_state, batch, step_rng)
+        model, loss_cfg, state.params, state.model_state, batch, step_rng, ignore_label)
     # Keep the state's dtypes fixed (float64 compute would promote BN statistics) so the
     # step never retraces.
     new_state = jax.tree.map(lambda n, o: n.astype(o.dtype), new_state, state.model_state)
@@ -73,7 +67,7 @@ def resolve_num_classes(config, source):
     with config.unlocked():
       config.model.num_classes = n
   elif config.model.num_classes != n:
-    raise ValueError(f"config.model.num_classes={config.model.num_classes} but dataset "
+    raise ConfigError(f"config.model.num_classes={config.model.num_classes} but dataset "
                      f"{config.data.name!r} has {n} classes")
 
 
@@ -124,16 +118,16 @@ def create_state(config, model, tx, mesh, image_shape):
   return jax.jit(init, out_shardings=parallel.replicated(mesh))(rng)
 
 
-def _init_pretrained(config, state):
+def init_pretrained(config, state):
   """Loads weights converted by `python -m flaseg.convert`: `config.init.backbone` replaces
   every backbone variable, `config.init.checkpoint` every variable. Names or shapes that do
   not match the model raise `convert.ConversionError` listing them."""
-  from flaseg import convert
   params, model_state = state.params, state.model_state
   for path, require in ((config.init.backbone, "backbone"), (config.init.checkpoint, "")):
     if path:
-      params, model_state = convert.merge(params, model_state, convert.load(path), require)
-      writer.info(f"initialised {'the backbone' if require else 'the model'} from {path}")
+      params, model_state = convert.merge(params, model_state, convert.load_converted(path),
+                                          require)
+      info(f"initialised {'the backbone' if require else 'the model'} from {path}")
   if params is state.params and model_state is state.model_state:
     return state
   put = lambda new, old: jax.device_put(new, getattr(old, "sharding", None))
@@ -156,15 +150,84 @@ def build(config, mesh):
   return model, tx, schedule, abstract_state, image_shape
 
 
+def eval_splits(data_cfg) -> list:
+  """The evaluation splits: `config.data.val_split` is one name ('val') or several
+  ('val,test' or a tuple)."""
+  splits = data_cfg.val_split
+  splits = splits.split(",") if isinstance(splits, str) else list(splits)
+  splits = [s.strip() for s in splits if s.strip()]
+  if not splits:
+    raise ConfigError(f"config.data.val_split={data_cfg.val_split!r}: name at least one split")
+  return splits
+
+
+class EvalSplit(NamedTuple):
+  """One evaluation split: its evaluator, and its submission-format exporter (or None)."""
+  name: str
+  evaluator: evaluate.Evaluator
+  exporter: Optional[export.Exporter]
+
+
+def make_evaluations(config, model, mesh, sources: dict) -> list:
+  """An `EvalSplit` for every source of `sources` ({split: source})."""
+  predict = evaluate.make_predict_fn(model, config.eval, config.model.align_corners)
+  n = int(config.eval.num_images)
+  splits = []
+  for i, (split, source) in enumerate(sources.items()):
+    source = evaluate.FirstExamples(source, n) if n else source
+    evaluator = evaluate.Evaluator(
+        predict, source, mesh, num_classes=config.model.num_classes,
+        batch_size=config.eval.batch_size, ignore_label=config.data.ignore_label,
+        pad_to=tuple(config.eval.pad_to), name=f"eval {split}" if i else "eval")
+    exporter = (export.Exporter(source, config.eval.export_dir)
+                if config.eval.export_dir else None)
+    splits.append(EvalSplit(split, evaluator, exporter))
+  return splits
+
+
+def run_evaluations(config, evaluations: list, state, step: int, log: MetricsLog,
+                    workdir: str) -> dict:
+  """Evaluates `state` on every split and logs one record per split; writes the first
+  split's prediction PNGs (workdir/predictions/step_<step>) and the exports. Returns the
+  first split's metrics."""
+  variables = {"params": state.params, **state.model_state}
+  results = []
+  for i, split in enumerate(evaluations):
+    sinks = [split.exporter] if split.exporter else []
+    if i == 0 and config.eval.save_images and is_main():
+      sinks.append(evaluate.PredictionImages(
+          os.path.join(workdir, "predictions", f"step_{step}"), config.eval.save_images,
+          split.evaluator.source.palette))
+    result = split.evaluator.run(variables, sinks)
+    log.write({"step": int(step), "split": split.name, **result})
+    name = split.evaluator.name
+    info(f"[{name}] step {step}: mIoU {result['miou']:.4f} pixel acc {result['pixel_acc']:.4f}")
+    if split.exporter:
+      info(f"[{name}] exported {split.exporter.count} predictions (this process) to "
+           f"{split.exporter.dir}")
+      split.exporter.count = 0
+    results.append(result)
+  return results[0]
+
+
+def check_config(config) -> None:
+  """Config values that can be checked without data, before anything is compiled."""
+  inference.check_mode(config.eval.mode)
+  eval_splits(config.data)
+
+
 def train_and_evaluate(config, workdir: str):
   """Trains `config` in `workdir`, resuming from its latest checkpoint; returns the final
-  evaluation metrics (dict). Writes workdir/metrics.jsonl and workdir/predictions/."""
-  workdir = writer.prepare_workdir(workdir)
-  writer.check_shared_workdir(workdir)
+  evaluation metrics of the first eval split (dict). Writes workdir/metrics.jsonl and
+  workdir/predictions/."""
+  check_config(config)
+  workdir = prepare_workdir(workdir)
+  check_shared_workdir(workdir)
   mesh = parallel.make_mesh()
   local_batch = parallel.check_batch_size(config.train.batch_size, mesh)
   train_source = data.build_source(config.data, config.data.train_split, config.seed)
-  val_source = data.build_source(config.data, config.data.val_split, config.seed)
+  val_sources = {split: data.build_source(config.data, split, config.seed)
+                 for split in eval_splits(config.data)}
   resolve_num_classes(config, train_source)
 
   model, tx, schedule, abstract_state, image_shape = build(config, mesh)
@@ -176,33 +239,34 @@ def train_and_evaluate(config, workdir: str):
       scale_range=tuple(config.data.scale_range), flip=config.data.flip,
       color_jitter=config.data.color_jitter, seed=config.seed,
       process_index=jax.process_index(), process_count=jax.process_count(),
-      num_threads=config.data.num_threads))
+      num_threads=config.data.num_threads, ignore_label=config.data.ignore_label))
 
   mngr = checkpoint.manager(workdir, config.checkpoint.max_to_keep)
   repl = parallel.replicated(mesh)
   if mngr.latest_step() is not None:
-    step, state = checkpoint.restore(mngr, abstract_state, train_iter)
-    writer.info(f"resumed from {mngr.directory}/{step}")
+    step, state = checkpoint.restore_train_state(mngr, abstract_state, train_iter)
+    info(f"resumed from {mngr.directory}/{step}")
   else:
     state = create_state(config, model, tx, mesh, image_shape)
-    state = _init_pretrained(config, state)
+    state = init_pretrained(config, state)
   start = int(jax.device_get(state.step))
 
-  train_step = jax.jit(make_train_step(model, tx, schedule, config.loss),
+  train_step = jax.jit(make_train_step(model, tx, schedule, config.loss,
+                                       config.data.ignore_label),
                        in_shardings=(repl, parallel.data_sharded(mesh), repl),
                        out_shardings=(repl, repl), donate_argnums=(0,))
-  evaluator = evaluate.Evaluator(model, config, mesh, val_source, workdir)
-  log = writer.MetricWriter(workdir)
+  evaluations = make_evaluations(config, model, mesh, val_sources)
+  log = MetricsLog(workdir)
   rng = jax.random.key(config.seed + 1)
   eval_every = int(config.train.eval_every)
   result = {}
   if start >= total_steps:
-    writer.info(f"already trained {start} / {total_steps} steps")
-    result = evaluator.run(state, start, log)
+    info(f"already trained {start} / {total_steps} steps")
+    result = run_evaluations(config, evaluations, state, start, log, workdir)
     mngr.close()
     return result
 
-  timer = writer.Progress(total_steps, start, "train")
+  timer = Progress(total_steps, start, "train")
   with _Preemption() as preemption:
     metrics = None
     for step in range(start + 1, total_steps + 1):
@@ -215,18 +279,18 @@ def train_and_evaluate(config, workdir: str):
                   "img_per_s": img_per_s}
         log.write(record)
         if not np.isfinite(record["loss"]):
-          raise FloatingPointError(f"loss is {record['loss']} at step {step}; "
-                                   f"the last good checkpoint is kept in {mngr.directory}")
+          raise DivergedError(f"loss is {record['loss']} at step {step}; "
+                              f"the last good checkpoint is kept in {mngr.directory}")
       stop = preemption.check(step)
       if step % config.checkpoint.every == 0 or step == total_steps or stop:
-        checkpoint.save(mngr, step, state, train_iter, config)
+        checkpoint.save_train_state(mngr, step, state, train_iter, config)
       if stop:
         mngr.wait_until_finished()
-        writer.info(f"SIGTERM: saved checkpoint {step} in {mngr.directory}; exiting")
+        info(f"SIGTERM: saved checkpoint {step} in {mngr.directory}; exiting")
         mngr.close()
         raise SystemExit(143)
       if (eval_every and step % eval_every == 0) or step == total_steps:
-        result = evaluator.run(state, step, log)
+        result = run_evaluations(config, evaluations, state, step, log, workdir)
   mngr.wait_until_finished()
   mngr.close()
   return result
@@ -237,33 +301,35 @@ def restore_latest(config, workdir: str, mesh):
   `--mode=eval`, notebooks and scripts; `config.model.num_classes` must be resolved."""
   mngr = checkpoint.manager(workdir, config.checkpoint.max_to_keep)
   if mngr.latest_step() is None:
-    raise FileNotFoundError(f"no checkpoint in {mngr.directory}")
+    raise NotFoundError(f"no checkpoint in {mngr.directory}")
   model, _, _, abstract_state, _ = build(config, mesh)
-  step, state = checkpoint.restore(mngr, abstract_state)
+  step, state = checkpoint.restore_train_state(mngr, abstract_state)
   mngr.close()
   return model, state, step
 
 
 def evaluate_checkpoint(config, workdir: str):
-  """`--mode=eval`: evaluates the latest checkpoint of `workdir` on the validation split; with
-  no checkpoint there, the weights `config.init.checkpoint` names (converted by
+  """`--mode=eval`: evaluates the latest checkpoint of `workdir` on the evaluation splits;
+  with no checkpoint there, the weights `config.init.checkpoint` names (converted by
   `python -m flaseg.convert`), logged as step 0."""
-  workdir = writer.abs_workdir(workdir)
+  check_config(config)
+  workdir = abs_workdir(workdir)
   trained = os.path.isdir(os.path.join(workdir, "checkpoints"))
   if not trained and not config.init.checkpoint:
-    raise FileNotFoundError(f"no checkpoint in {os.path.join(workdir, 'checkpoints')} and no "
-                            f"config.init.checkpoint to evaluate")
+    raise NotFoundError(f"no checkpoint in {os.path.join(workdir, 'checkpoints')} and no "
+                        f"config.init.checkpoint to evaluate")
   if not trained:
-    writer.prepare_workdir(workdir)
-  writer.check_shared_workdir(workdir)
+    prepare_workdir(workdir)
+  check_shared_workdir(workdir)
   mesh = parallel.make_mesh()
-  val_source = data.build_source(config.data, config.data.val_split, config.seed)
-  resolve_num_classes(config, val_source)
+  val_sources = {split: data.build_source(config.data, split, config.seed)
+                 for split in eval_splits(config.data)}
+  resolve_num_classes(config, next(iter(val_sources.values())))
   if trained:
     model, state, step = restore_latest(config, workdir, mesh)
   else:
     model, tx, _, _, image_shape = build(config, mesh)
-    state = _init_pretrained(config, create_state(config, model, tx, mesh, image_shape))
+    state = init_pretrained(config, create_state(config, model, tx, mesh, image_shape))
     step = 0
-  evaluator = evaluate.Evaluator(model, config, mesh, val_source, workdir)
-  return evaluator.run(state, step, writer.MetricWriter(workdir))
+  evaluations = make_evaluations(config, model, mesh, val_sources)
+  return run_evaluations(config, evaluations, state, step, MetricsLog(workdir), workdir)

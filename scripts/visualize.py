@@ -29,7 +29,8 @@ from flax import traverse_util
 from ml_collections import config_flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from flaseg import checkpoint, data, parallel, train, writer  # noqa: E402
+from flaseg import data, export, parallel, train  # noqa: E402
+from flaseg.errors import ConfigError, NotFoundError, UserError  # noqa: E402
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Config file of the run, e.g. "
@@ -47,7 +48,7 @@ flags.mark_flags_as_required(["config", "workdir"])
 def load_run(config, workdir):
   """(model, variables, step, validation source) of the latest checkpoint in `workdir`."""
   if not os.path.isdir(os.path.join(workdir, "checkpoints")):
-    raise FileNotFoundError(f"no checkpoint in {os.path.join(workdir, 'checkpoints')}")
+    raise NotFoundError(f"no checkpoint in {os.path.join(workdir, 'checkpoints')}")
   source = data.build_source(config.data, config.data.val_split, config.seed)
   train.resolve_num_classes(config, source)
   mesh = parallel.make_mesh(jax.devices()[:1])
@@ -95,8 +96,8 @@ def plot_prediction(path, image, label, pred, source):
   import matplotlib.pyplot as plt
   from matplotlib.patches import Patch
   fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
-  for ax, panel, title in zip(axes, (image, writer.colorize(label, source.palette),
-                                     writer.colorize(pred, source.palette)),
+  for ax, panel, title in zip(axes, (image, export.colorize(label, source.palette),
+                                     export.colorize(pred, source.palette)),
                               ("image", "ground truth", "prediction")):
     ax.imshow(panel)
     ax.set_title(title, fontsize=9)
@@ -116,7 +117,7 @@ def pick_channel(response, channel):
   if channel < 0:
     return int(np.argmax(response.reshape(-1, c).std(axis=0)))
   if channel >= c:
-    raise ValueError(f"--channel={channel}: the FLA block has {c} channels")
+    raise ConfigError(f"--channel={channel}: the FLA block has {c} channels")
   return channel
 
 
@@ -156,9 +157,9 @@ def parse_pixels(spec, height, width):
     try:
       y, x = (int(v) for v in item.split(","))
     except ValueError:
-      raise ValueError(f"--pixels={spec!r}: expected 'y,x;y,x'") from None
+      raise ConfigError(f"--pixels={spec!r}: expected 'y,x;y,x'") from None
     if not (0 <= y < height and 0 <= x < width):
-      raise ValueError(f"--pixels: ({y}, {x}) is outside the {height}x{width} image")
+      raise ConfigError(f"--pixels: ({y}, {x}) is outside the {height}x{width} image")
     pixels.append((y, x))
   return pixels
 
@@ -220,7 +221,7 @@ def visualize(config, workdir, out=None, images=(0, 1, 2), channel=-1, pixels=""
   model, variables, step, source = load_run(config, workdir)
   for index in images:
     if not 0 <= index < len(source):
-      raise ValueError(f"--images: index {index} is out of range (the {config.data.val_split} "
+      raise ConfigError(f"--images: index {index} is out of range (the {config.data.val_split} "
                        f"split has {len(source)} images)")
   os.makedirs(out, exist_ok=True)
   print(f"checkpoint {step} of {workdir} -> {out}")
@@ -259,9 +260,9 @@ def main(argv):
     images = None
   try:
     if images is None:
-      raise ValueError(f"--images={FLAGS.images!r}: expected a comma list of integers")
+      raise ConfigError(f"--images={FLAGS.images!r}: expected a comma list of integers")
     visualize(FLAGS.config, FLAGS.workdir, FLAGS.out, images, FLAGS.channel, FLAGS.pixels)
-  except (ValueError, FileNotFoundError, ImportError, checkpoint.CheckpointError) as e:
+  except (UserError, ImportError) as e:  # bad input, or matplotlib missing: one line
     if os.environ.get("FLASEG_DEBUG"):
       raise
     print(f"visualize: error: {e}", file=sys.stderr)

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from flaseg import config_lib, losses, metrics, optim
+from flaseg.errors import ConfigError
 
 
 def _np_ce(logits, labels, ignore=255):
@@ -76,7 +77,7 @@ def test_presence_bce_and_total_loss_weights():
                                    labels, cfg)
   np.testing.assert_allclose(total, terms["out"] + 0.4 * terms["aux"] + 0.2 * bce, rtol=1e-5)
   cfg.weights = {"missing": 1.0}
-  with pytest.raises(KeyError, match="missing"):
+  with pytest.raises(ConfigError, match="missing"):
     losses.total_loss({"out": logits}, labels, cfg)
 
 

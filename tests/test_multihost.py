@@ -141,6 +141,7 @@ def _png(workdir, index):
       os.path.join(workdir, "predictions", f"step_{STEPS}", f"{index:06d}.png")))
 
 
+@pytest.mark.slow
 def test_two_processes_train_like_one_and_one_process_restores_them(tmp_path):
   config = str(tmp_path / "smoke_no_dropout.py")
   with open(config, "w") as f:
@@ -208,6 +209,7 @@ def test_two_processes_train_like_one_and_one_process_restores_them(tmp_path):
   assert "with 1 process(es): it was written by 2" in res.stderr
 
 
+@pytest.mark.slow
 def test_workdir_not_shared_by_the_processes_is_one_clear_line(tmp_path):
   config = os.path.join(REPO, "configs", "quickstart.py:smoke")
   results = _finish(_start_two(config, [str(tmp_path / "a"), str(tmp_path / "b")]))

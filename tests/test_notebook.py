@@ -2,6 +2,7 @@
 import os
 
 import nbformat
+import pytest
 from nbclient import NotebookClient
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -15,6 +16,7 @@ def _outputs(cell):
   return "".join(text), images
 
 
+@pytest.mark.slow
 def test_quickstart_notebook_runs(tmp_path, monkeypatch):
   workdir = str(tmp_path / "run")
   monkeypatch.setenv("FLASEG_NOTEBOOK_SMOKE", "1")

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from flaseg import config_lib, optim, parallel, train
-from flaseg.models import build_model
+from flaseg.models import build_model, init_variables
 
 
 def _setup(dtype):
@@ -22,7 +22,7 @@ def _setup(dtype):
 
 def _run(cfg, model, batch, devices, steps=1):
   mesh = parallel.make_mesh(devices)
-  params, _ = train.init_variables(model, jax.random.key(0), (8, 32, 48, 3))
+  params, _ = init_variables(model, jax.random.key(0), (8, 32, 48, 3))
   tx, schedule = optim.make_optimizer(cfg.optim, params, 10)
   state = train.create_state(cfg, model, tx, mesh, (8, 32, 48, 3))
   repl, data = parallel.replicated(mesh), parallel.data_sharded(mesh)

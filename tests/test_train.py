@@ -50,6 +50,7 @@ def uninterrupted(tmp_path_factory):
   return workdir
 
 
+@pytest.mark.slow
 def test_smoke_run_writes_metrics_checkpoints_predictions(uninterrupted):
   records = _records(uninterrupted)
   train = _train(records)
@@ -65,6 +66,7 @@ def test_smoke_run_writes_metrics_checkpoints_predictions(uninterrupted):
   assert len(pngs) == 2
 
 
+@pytest.mark.slow
 def test_eval_mode_reproduces_the_final_evaluation(uninterrupted, tmp_path):
   res = _run(uninterrupted, *RESUME_ARGS, "--mode=eval")
   evals = _evals(_records(uninterrupted))
@@ -73,6 +75,7 @@ def test_eval_mode_reproduces_the_final_evaluation(uninterrupted, tmp_path):
   assert "mIoU" in res.stdout
 
 
+@pytest.mark.slow
 def test_sigkill_then_restart_ends_exactly_like_an_uninterrupted_run(uninterrupted, tmp_path):
   workdir = str(tmp_path / "b")
   proc = subprocess.Popen(_cmd(workdir, *RESUME_ARGS), cwd=REPO, stdout=subprocess.DEVNULL,
@@ -99,6 +102,7 @@ def test_sigkill_then_restart_ends_exactly_like_an_uninterrupted_run(uninterrupt
   assert _evals(b)[-1]["per_class_iou"] == _evals(a)[-1]["per_class_iou"]
 
 
+@pytest.mark.slow
 def test_sigterm_saves_a_checkpoint_and_exits(tmp_path):
   workdir = str(tmp_path / "c")
   proc = subprocess.Popen(_cmd(workdir, "--config.train.steps=1000",
@@ -116,25 +120,65 @@ def test_sigterm_saves_a_checkpoint_and_exits(tmp_path):
   assert saved[0] >= max(_train(_records(workdir)))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args,message", [
     (("--config.train.stepz=3",), "stepz"),
     (("--config.train.batch_size=7",), "config.train.batch_size=7 is not divisible"),
     (("--config.model.head=nope",), "config.model.head='nope'"),
     (("--config.data.name=cityscapes", "--config.data.root=/no/such/cityscapes"),
      "/no/such/cityscapes"),
+    (("--config.eval.mode=sliding",), "config.eval.mode='sliding'"),
+    (("--config.model.lowering.conv=fast",), "config.model.lowering.conv='fast'"),
 ])
 def test_bad_input_is_one_clear_line(tmp_path, args, message):
   res = _run(str(tmp_path / "w"), *args, check=False)
-  assert res.returncode != 0
-  assert message in res.stderr
+  assert res.returncode == 2
+  assert message in res.stderr and len(res.stderr.strip().splitlines()) == 1
   assert "Traceback" not in res.stderr
+  assert "[train]" not in res.stdout  # found before any training step
 
 
+BROKEN_HEAD = """
+import sys
+import flax.linen as nn
+from absl import app
+from flaseg import main, models
+
+class BrokenHead(nn.Module):
+  num_classes: int
+  channels: int = 0       # the quickstart's head_kwargs
+  aux_channels: int = 0
+  dtype: object = None
+  lowering: object = None
+
+  @nn.compact
+  def __call__(self, feats, train=False):
+    return {"out": feats["c6"]}  # a bug: the backbone has no 'c6'
+
+models.HEADS["broken"] = BrokenHead
+app.run(main.main, flags_parser=main.parse_flags)
+"""
+
+
+@pytest.mark.slow
+def test_a_bug_in_flaseg_shows_its_traceback(tmp_path):
+  """Only user errors (flaseg.errors.UserError) become one line: a KeyError inside a model
+  is a bug and shows its traceback, not 'unknown config key'."""
+  cmd = [sys.executable, "-c", BROKEN_HEAD, SMOKE,
+         f"--workdir={tmp_path / 'w'}", "--config.model.head=broken"]
+  res = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+  assert res.returncode != 0
+  assert "Traceback" in res.stderr and "KeyError: 'c6'" in res.stderr
+  assert "flaseg: error" not in res.stderr and "unknown config key" not in res.stderr
+
+
+@pytest.mark.slow
 def test_missing_workdir_parent_is_one_clear_line(tmp_path):
   res = _run(str(tmp_path / "missing" / "w"), check=False)
   assert res.returncode != 0 and "parent folder" in res.stderr and "Traceback" not in res.stderr
 
 
+@pytest.mark.slow
 def test_corrupt_checkpoint_is_reported_and_kept(uninterrupted, tmp_path):
   import shutil
   workdir = str(tmp_path / "d")
@@ -153,17 +197,19 @@ def test_corrupt_checkpoint_is_reported_and_kept(uninterrupted, tmp_path):
     assert f.read() == b"garbage"
 
 
+@pytest.mark.slow
 def test_eval_mode_on_converted_weights(tmp_path):
   """`--mode=eval` in an empty workdir evaluates `config.init.checkpoint` (as written by
   `python -m flaseg.convert`) at step 0; weights of another model are a one-line error."""
   import jax
-  from flaseg import config_lib, convert, train
-  from flaseg.models import build_model
+  from flaseg import config_lib, convert
+  from flaseg.models import build_model, init_variables
   config = config_lib.load(os.path.join(REPO, "configs/quickstart.py:smoke"))
   config.model.num_classes = 9
-  params, state = train.init_variables(build_model(config.model), jax.random.key(3),
-                                       (1, *config.data.crop_size, 3))
-  weights = convert.save({"params": params, "model_state": state}, str(tmp_path / "weights"))
+  params, state = init_variables(build_model(config.model), jax.random.key(3),
+                                 (1, *config.data.crop_size, 3))
+  weights = convert.save_converted({"params": params, "model_state": state},
+                                   str(tmp_path / "weights"))
   workdir = str(tmp_path / "e")
   res = _run(workdir, "--mode=eval", f"--config.init.checkpoint={weights}")
   (record,) = _evals(_records(workdir))

@@ -98,6 +98,7 @@ def _script(*args):
                         capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow
 def test_script_on_a_smoke_checkpoint(tmp_path):
   workdir, out = str(tmp_path / "run"), str(tmp_path / "pictures")
   smoke = "--config=configs/quickstart.py:smoke"
