@@ -17,6 +17,9 @@ from flaseg import config_lib
 
 # The study's datasets: crop (training and test windows) and classes.
 CROPS = {"cityscapes": (769, 769), "ade20k": (520, 520)}
+# The heads the study compares on ResNet-101 (each configs/<head>_cityscapes.py is a ResNet one).
+HEADS = ("fcn", "fla", "nl", "channel_nl", "danet", "cs_nl", "dnl", "denoised_nl", "reconet",
+         "emanet", "isanet", "ccnet", "attanet", "sanet")
 CLASSES = {"cityscapes": 19, "ade20k": 150}
 
 
@@ -24,9 +27,10 @@ def get_config(arg=None):
   arg = config_lib.parse_arg(arg, head="fla", dataset="cityscapes", smoke=False)
   if arg.dataset not in CROPS:
     raise ValueError(f"configs/study.py: dataset={arg.dataset!r}; choose one of {sorted(CROPS)}")
+  if arg.head not in HEADS:
+    raise ValueError(f"configs/study.py: head={arg.head!r}; the study's protocol (ResNet-101) "
+                     f"runs one of {HEADS}")
   path = os.path.join(os.path.dirname(os.path.abspath(__file__)), f"{arg.head}_cityscapes.py")
-  if not os.path.isfile(path):
-    raise ValueError(f"configs/study.py: head={arg.head!r} has no {path}")
   c = config_lib.load(path)
   c.data.name = arg.dataset
   c.data.root = f"data/{arg.dataset}"

@@ -50,9 +50,12 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.num_classes = 19
   c.model.align_corners = True
   c.model.dtype = "float32"      # compute dtype; parameters stay float32
+  # `name` picks the backbone (flaseg.models.BACKBONES); the rest are its fields.
   c.model.backbone = ml_collections.ConfigDict(dict(
-      depth=101, stem="deep", output_stride=8, contract_dilation=False, multi_grid=None,
-      avg_down=False, width=64))
+      name="resnet", depth=101, stem="deep", output_stride=8, contract_dilation=False,
+      multi_grid=None, avg_down=False, width=64))
+  c.model.neck = ""              # '' or a key of flaseg.models.necks.NECKS
+  c.model.neck_kwargs = ml_collections.ConfigDict()
   # How convolutions and attention are computed (flaseg/models/lowering.py): 'auto' is each
   # platform's best, 'direct' lax's convolution everywhere; attention chunking limits in bytes.
   c.model.lowering = ml_collections.ConfigDict(dict(
@@ -276,6 +279,45 @@ def study_recipe(c: ml_collections.ConfigDict, crop=(769, 769),
   return slide_eval(c, crop, stride)
 
 
+def attanet_recipe(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """AttaNet's recipe (songqi-github/AttaNet train.py, loss.py, optimizer.py, evaluate.py):
+  crop 1024x1024, scales [0.75, 2.0] (continuous; the official set is discrete), colour
+  jitter 0.5, batch 16 (2 GPUs x 8), 200k iterations, SGD lr 1e-2 poly 0.9, momentum 0.9, wd
+  5e-4 without decay on BN and biases, exponential warm-up over 1000 iterations from 1e-5,
+  10x LR on the output heads ('head/conv_out'), AttaNet OHEM (0.7, n_min 1024*1024 over the
+  global batch) on the three outputs with weight 1; test: 1024 windows at stride 854 + flip."""
+  c.data.crop_size = (1024, 1024)
+  c.data.scale_range = (0.75, 2.0)
+  c.data.color_jitter = 0.5
+  c.loss.weights = {"out": 1.0, "aux1": 1.0, "aux2": 1.0}
+  c.loss.ohem = "attanet"
+  c.loss.ohem_outputs = "all"
+  c.loss.ohem_thresh = 0.7
+  c.loss.ohem_min_kept = 1024 * 1024
+  c.optim.lr = 1e-2
+  c.optim.no_decay_bn_bias = True
+  c.optim.warmup = "exp"
+  c.optim.warmup_steps = 1000
+  c.optim.warmup_start = 1e-5
+  c.optim.lr_mult = {"head/conv_out": 10.0}
+  c.train.steps = 200000
+  c.train.batch_size = 16
+  c.checkpoint.every = 5000
+  return slide_eval(c, (1024, 1024), (854, 854), flip=True)
+
+
+def realtime_eval(c: ml_collections.ConfigDict, size=(512, 1024)) -> ml_collections.ConfigDict:
+  """AttaNet's real-time protocol (its Table 1 mIoU and FPS): the image resized to `size`
+  inside the model, predicted whole, the prediction resized back; single scale, no flip.
+  Reconstruction: the paper states the 512x1024 input, not the resize kernels (flaseg: bilinear
+  half-pixel for the image, the model's align_corners for the logits)."""
+  c.eval.mode = "resize"
+  c.eval.crop_size = tuple(size)
+  c.eval.scales = (1.0,)
+  c.eval.flip = False
+  return c
+
+
 def network(dataset: Callable, recipe: Callable, head: str, head_kwargs=None,
             loss_weights=None) -> ml_collections.ConfigDict:
   """`base_config()` with a dataset part (`cityscapes`, `ade20k`, ...), then a recipe part
@@ -359,15 +401,21 @@ def _head_defaults(head: str) -> dict:
 
 def apply_smoke(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """Shrinks any config to a run that finishes in well under a minute on a laptop CPU: tiny
-  backbone and head widths (SMOKE_HEAD_KWARGS), synthetic data, small crops, a few steps."""
+  backbone (ResNet width 8; other backbones their class's `SMOKE_FIELDS`) and head widths
+  (SMOKE_HEAD_KWARGS), synthetic data, small crops, a few steps."""
   c.data.name = "synthetic"
   c.data.root = ""
   c.data.synthetic = ml_collections.ConfigDict(dict(num_train=64, num_val=8, height=48, width=64))
   c.data.crop_size = (32, 48)
   c.data.num_threads = 1
   c.model.num_classes = 0        # 0: taken from the dataset
-  c.model.backbone.depth = 18 if c.model.backbone.depth in (18, 34) else 50
-  c.model.backbone.width = 8
+  backbone = c.model.backbone
+  if backbone.get("name", "resnet") == "resnet":
+    backbone.depth = 18 if backbone.depth in (18, 34) else 50
+    backbone.width = 8
+  else:  # every other backbone declares its tiny fields
+    from flaseg import models  # imported here: loading a full config needs no jax
+    backbone.update(models.BACKBONES[backbone.name].SMOKE_FIELDS)
   defaults = _head_defaults(c.model.head)
   kwargs = c.model.head_kwargs
   for key, value in SMOKE_HEAD_KWARGS.items():

@@ -33,6 +33,10 @@ Sources (`--source`):
   denoised_nl        the whole official DenoisedNL model (backbone.* as flanet, conv.0/1,
                      interp.0/1 = down_sample.downsample, down_sample.*, dnl.*,
                      conv_out1/2.conv.0/1/4).
+  hrnet              HRNetV2 ImageNet files (official HRNet-Image-Classification, timm
+                     hrnet_w*: conv1, bn1, layer1.*, transition*, stage*; their incre_modules,
+                     downsamp_modules, final_layer, classifier are skipped); 'mmseg' and 'timm'
+                     read the same names (mmseg segmentors: backbone.* + decode_head.*).
   attanet            the whole official AttaNet model (head.resnet.* in torchvision naming,
                      head.afm/conv_head*/sam.*, conv_out/conv_out1/conv_out2.*).
 
@@ -49,14 +53,17 @@ import numpy as np
 
 from flaseg.errors import ConfigError, NotFoundError, UserError
 
-SOURCES = ("torchvision", "timm", "mmseg", "flanet", "denoised_nl", "attanet")
+SOURCES = ("torchvision", "timm", "mmseg", "flanet", "denoised_nl", "attanet", "hrnet",
+           "dfnet", "attanet_light")
 ALIASES = {"denoisednl": "denoised_nl"}  # the spelling of the issue / the repository name
 # Where whole-model checkpoints keep the backbone.
-_BACKBONE_PREFIX = {"attanet": "head.resnet."}
+_BACKBONE_PREFIX = {"attanet": "head.resnet.", "attanet_light": "head.backbone.branch."}
 # Sources with whole-model tables.
-_MODEL_SOURCES = ("mmseg", "flanet", "denoised_nl", "attanet")
+_MODEL_SOURCES = ("mmseg", "flanet", "denoised_nl", "attanet", "attanet_light")
 # Keys of ImageNet classifiers, never part of a segmentation model.
-_CLASSIFIER = re.compile(r"^(fc|head\.fc|classifier)\.")
+# HRNet ImageNet files (official, timm) also hold their classification neck.
+_CLASSIFIER = re.compile(
+    r"^(fc|head\.fc|classifier|incre_modules|downsamp_modules|final_layer)\.")
 
 
 class ConversionError(UserError, ValueError):
@@ -207,6 +214,11 @@ def torch_name(path, source: str, backbone_cfg) -> str:
   """Torch module prefix of flaseg module `path` ('backbone'/'head' first) for `source`."""
   stem = backbone_cfg.get("stem", "deep")
   avg_down = bool(backbone_cfg.get("avg_down", False))
+  name = backbone_cfg.get("name", "resnet")
+  if path[0] == "backbone" and name != "resnet":
+    # Other backbones carry their converter table: `torch_name(path, source, backbone_cfg)`.
+    from flaseg import models
+    return models.BACKBONES[name].torch_name(path[1:], source, backbone_cfg)
   if path[0] == "backbone":
     return backbone_name(path[1:], source, stem, avg_down)
   if path[0] == "head":
@@ -216,7 +228,7 @@ def torch_name(path, source: str, backbone_cfg) -> str:
       return mmseg_head_name(path[1:])
     if source == "denoised_nl":
       return denoised_nl_head_name(path[1:])
-    if source == "attanet":  # the outputs sit at the top, the rest in AttaNet's `head`
+    if source in ("attanet", "attanet_light"):  # outputs at the top, the rest in `head`
       outputs = ("conv_out", "conv_out1", "conv_out2")
       return ".".join(path[1:] if path[1] in outputs else ("head",) + path[1:])
     raise KeyError(f"source {source!r} has backbones only")

@@ -12,7 +12,10 @@ from flaseg.models.layers import resize_bilinear
 from flaseg.errors import ConfigError
 
 
-MODES = ("whole", "slide")
+# whole: the image as it is; slide: mmseg's sliding windows of crop_size every stride;
+# resize: the image resized to crop_size (x scale), predicted whole, the logits resized back to
+# the label's size (AttaNet's real-time protocol: 1024x2048 -> 512x1024 inside the model).
+MODES = ("whole", "slide", "resize")
 
 
 def check_mode(mode: str) -> None:
@@ -49,24 +52,25 @@ def slide_logits(logits_fn: Callable, images, crop_size: Sequence[int], stride: 
 def predict_probs(logits_fn: Callable, images, *, mode: str = "whole", scales=(1.0,),
                   flip: bool = False, crop_size=(512, 512), stride=(341, 341),
                   out_size=None, align_corners: bool = False):
-  """Mean softmax probability over `scales` (image resized by each, bilinear) and, with
-  `flip`, horizontal flips; every prediction is resized to `out_size` (default: the input's)
-  before averaging. Returns (B, H, W, K) float32."""
+  """Mean softmax probability over `scales` (image resized by each, bilinear; in mode
+  'resize', `crop_size` resized by each) and, with `flip`, horizontal flips; every prediction
+  is resized to `out_size` (default: the input's) before averaging. Returns (B, H, W, K)
+  float32."""
   b, h, w, _ = images.shape
   out_size = (h, w) if out_size is None else tuple(out_size)
   x = images.astype(jnp.float32)
   if flip:
     x = jnp.concatenate([x, x[:, :, ::-1]], axis=0)
   probs = 0.0
+  check_mode(mode)
+  base = tuple(crop_size) if mode == "resize" else (h, w)
   for s in scales:
-    size = (int(math.floor(h * s + 0.5)), int(math.floor(w * s + 0.5)))
+    size = (int(math.floor(base[0] * s + 0.5)), int(math.floor(base[1] * s + 0.5)))
     xs = resize_bilinear(x, size, align_corners=False)  # image resize: half-pixel, as cv2
-    if mode == "whole":
+    if mode in ("whole", "resize"):
       logits = logits_fn(xs)
-    elif mode == "slide":
-      logits = slide_logits(logits_fn, xs, crop_size, stride)
     else:
-      check_mode(mode)
+      logits = slide_logits(logits_fn, xs, crop_size, stride)
     p = jax.nn.softmax(resize_bilinear(logits.astype(jnp.float32), out_size, align_corners), -1)
     if flip:
       p = p[:b] + p[b:, :, ::-1]

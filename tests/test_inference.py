@@ -59,3 +59,24 @@ def test_slide_with_window_covering_image_equals_whole():
   slide = inference.predict_probs(_context_fn, img, mode="slide", crop_size=(16, 16),
                                   stride=(8, 8))
   np.testing.assert_allclose(whole, slide, rtol=1e-6)
+
+
+def test_resize_mode_predicts_at_crop_size_and_resizes_back():
+  """Mode 'resize' (AttaNet's real-time protocol): the model sees the image resized to
+  crop_size (bilinear, half-pixel), its logits are resized to the label size (align_corners
+  as given) before the softmax; scales multiply crop_size."""
+  seen = []
+
+  def logits_fn(x):
+    seen.append(x.shape)
+    return x * 0.01  # 3 'classes': the resized image itself
+
+  img = jnp.asarray(np.random.default_rng(0).uniform(0, 255, (2, 12, 20, 3)), jnp.float32)
+  got = inference.predict_probs(logits_fn, img, mode="resize", crop_size=(6, 10),
+                                scales=(1.0, 0.5), align_corners=True)
+  assert seen == [(2, 6, 10, 3), (2, 3, 5, 3)]
+  want = 0.0
+  for size in ((6, 10), (3, 5)):
+    small = resize_bilinear(img, size, align_corners=False) * 0.01
+    want = want + jax.nn.softmax(resize_bilinear(small, (12, 20), align_corners=True), -1)
+  np.testing.assert_allclose(got, want / 2, rtol=1e-6, atol=1e-7)

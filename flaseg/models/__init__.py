@@ -2,15 +2,20 @@
 
   model.head          a key of HEADS (one line per network: add yours here)
   model.head_kwargs   keyword arguments of that head class (channels, dropout, ...)
-  model.backbone      ResNet fields (depth, stem, output_stride, contract_dilation, multi_grid,
+  model.backbone      `name` (a key of BACKBONES, default 'resnet') and that class's fields
+                      (ResNet: depth, stem, output_stride, contract_dilation, multi_grid,
                       avg_down, width)
+                      model.neck_kwargs
   model.lowering      `Lowering` fields: how convolutions and attention are computed
   model.num_classes, model.align_corners, model.dtype ('float32' | 'bfloat16')
 
-A head is a Flax module with the fields `num_classes`, `dtype` and `lowering` (passed by
-`build_model`) and whatever `head_kwargs` sets; it maps the backbone's feature dict
-{'c2'..'c5'} to a dict of logits (B, h, w, K) at any feature resolution, 'out' being the
-prediction (README "Adding a head").
+A backbone is a Flax module with the fields `dtype` and `lowering` and its own; `__call__(x,
+train)` returns a dict of NHWC features and `feature_spec()` their {name: (stride, channels)}
+without an input. A head (heads/head.py) has the fields `num_classes`, `dtype` and
+`lowering` (passed by `build_model`) and whatever `head_kwargs` sets; it maps the feature dict
+to a dict of logits (B, h, w, K) at any feature resolution, 'out' being the prediction, and
+names the features it reads (`required_features()`): a backbone that does not give them is a
+one-line error here (README "Adding a head").
 """
 import dataclasses
 
@@ -18,7 +23,10 @@ import flax
 import jax.numpy as jnp
 
 from flaseg.errors import ConfigError
+from flaseg.models.attanet_light import AttaNetLightBackbone
+from flaseg.models.dfnet import DFNet
 from flaseg.models.heads.attanet import AttaNetHead
+from flaseg.models.heads.attanet_light import AttaNetLightHead
 from flaseg.models.heads.ccnet import CCNetHead
 from flaseg.models.heads.channel_nl import ChannelNLHead
 from flaseg.models.heads.cs_nl import CSNLHead
@@ -33,8 +41,17 @@ from flaseg.models.heads.nl import NLHead
 from flaseg.models.heads.reconet import RecoNetHead
 from flaseg.models.heads.sanet import SANetHead
 from flaseg.models.lowering import Lowering
+from flaseg.models.necks import NECKS
 from flaseg.models.resnet import ResNet
 from flaseg.models.segmenter import Segmenter
+from flaseg.models.shufflenet import ShuffleNetV2
+
+BACKBONES = {
+    "resnet": ResNet,
+    "dfnet": DFNet,
+    "attanet_light": AttaNetLightBackbone,
+    "shufflenet_v2": ShuffleNetV2,
+}
 
 HEADS = {
     "fcn": FCNHead,
@@ -52,6 +69,7 @@ HEADS = {
     "denoised_nl": DenoisedNLHead,
     "reconet": RecoNetHead,
     "attanet": AttaNetHead,
+    "attanet_light": AttaNetLightHead,
     "sanet": SANetHead,
 }
 # float64 (with jax_enable_x64) is for numerical reference checks only.
@@ -75,14 +93,39 @@ def build_model(cfg) -> Segmenter:
   common = dict(dtype=DTYPES[cfg.dtype],
                 lowering=Lowering(**_checked_kwargs(Lowering, cfg.get("lowering", {}),
                                                     "config.model.lowering")))
-  backbone_kwargs = _checked_kwargs(ResNet, cfg.backbone, "config.model.backbone")
-  if backbone_kwargs.get("multi_grid") is not None:
-    backbone_kwargs["multi_grid"] = tuple(backbone_kwargs["multi_grid"])
+  backbone_kwargs = dict(cfg.backbone)
+  name = backbone_kwargs.pop("name", "resnet")
+  if name not in BACKBONES:
+    raise ConfigError(f"config.model.backbone.name={name!r}: choose one of {sorted(BACKBONES)}")
+  backbone_cls = BACKBONES[name]
+  backbone_kwargs = _checked_kwargs(backbone_cls, backbone_kwargs, "config.model.backbone")
+  for k, v in backbone_kwargs.items():  # ConfigDict lists -> hashable tuples (module fields)
+    if isinstance(v, list):
+      backbone_kwargs[k] = tuple(v)
+  backbone = backbone_cls(**backbone_kwargs, **common)
+  spec = backbone.feature_spec()
+  neck = None
+  if cfg.get("neck"):
+    if cfg.neck not in NECKS:
+      raise ConfigError(f"config.model.neck={cfg.neck!r}: choose '' or one of {sorted(NECKS)}")
+    neck_cls = NECKS[cfg.neck]
+    neck = neck_cls(**_checked_kwargs(neck_cls, cfg.get("neck_kwargs", {}),
+                                      "config.model.neck_kwargs"))
+    missing = [k for k in neck.inputs if k not in spec]
+    if missing:
+      raise ConfigError(f"config.model.neck={cfg.neck!r} takes features {missing}; backbone "
+                        f"{name!r} gives {sorted(spec)}")
+    spec = neck.feature_spec(spec)
   head_cls = HEADS[cfg.head]
   head_kwargs = _checked_kwargs(head_cls, cfg.get("head_kwargs", {}), "config.model.head_kwargs")
-  return Segmenter(backbone=ResNet(**backbone_kwargs, **common),
-                   head=head_cls(num_classes=cfg.num_classes, **head_kwargs, **common),
-                   align_corners=cfg.align_corners, dtype=common["dtype"])
+  head = head_cls(num_classes=cfg.num_classes, **head_kwargs, **common)
+  missing = [k for k in head.required_features() if k not in spec]
+  if missing:
+    raise ConfigError(f"config.model.head={cfg.head!r} takes features {missing}; backbone "
+                      f"{name!r}{' with neck ' + repr(cfg.neck) if neck else ''} gives "
+                      f"{sorted(spec)}")
+  return Segmenter(backbone=backbone, head=head, neck=neck, align_corners=cfg.align_corners,
+                   dtype=common["dtype"])
 
 
 def init_variables(model, rng, image_shape):

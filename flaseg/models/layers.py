@@ -26,14 +26,18 @@ conv_init = nn.initializers.variance_scaling(1.0, "fan_in", "normal")
 def conv(features: int, kernel: int = 3, stride: int = 1, dilation: int = 1,
          bias: bool = False, dtype: Dtype = jnp.float32, name: Optional[str] = None,
          kernel_init=conv_init, bias_init=nn.initializers.zeros,
-         lowering: Lowering = DEFAULT) -> nn.Conv:
+         lowering: Lowering = DEFAULT, groups: int = 1, padding=None) -> nn.Conv:
   """A Conv2d with PyTorch's symmetric padding `dilation * (kernel - 1) // 2`, computed as
-  `lowering` says (flaseg/models/conv.py)."""
+  `lowering` says (flaseg/models/conv.py). `groups` is torch's `groups` (= the input channels
+  for a depthwise conv); grouped convs always run as `lax.conv_general_dilated`. `padding`
+  ((top, bottom), (left, right)) replaces the symmetric padding (EfficientNet's TF "same"
+  padding, which depends on the input size)."""
   pad = dilation * (kernel - 1) // 2
+  padding = ((pad, pad), (pad, pad)) if padding is None else tuple(map(tuple, padding))
   return nn.Conv(features, (kernel, kernel), strides=(stride, stride),
-                 kernel_dilation=(dilation, dilation), padding=((pad, pad), (pad, pad)),
-                 use_bias=bias, dtype=dtype, param_dtype=jnp.float32,
-                 kernel_init=kernel_init, bias_init=bias_init,
+                 kernel_dilation=(dilation, dilation), padding=padding,
+                 feature_group_count=groups, use_bias=bias, dtype=dtype,
+                 param_dtype=jnp.float32, kernel_init=kernel_init, bias_init=bias_init,
                  conv_general_dilated=functools.partial(conv_general_dilated, lowering=lowering),
                  name=name)
 
@@ -57,10 +61,11 @@ def plain_conv(features: int, fan_in: int, dtype: Dtype = jnp.float32, name=None
 
 
 def batch_norm(train: bool, dtype: Dtype = jnp.float32, name: Optional[str] = None,
-               scale_init=nn.initializers.ones) -> nn.BatchNorm:
-  """BatchNorm with PyTorch defaults. Under `jax.jit` on a batch sharded over a mesh the
-  statistics are computed over the global batch, i.e. this is SyncBN."""
-  return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
+               scale_init=nn.initializers.ones, epsilon: float = 1e-5) -> nn.BatchNorm:
+  """BatchNorm with PyTorch defaults (`epsilon`: torch's eps; networks ported from
+  TensorFlow use 1e-3). Under `jax.jit` on a batch sharded over a mesh the statistics are
+  computed over the global batch, i.e. this is SyncBN."""
+  return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=epsilon,
                       dtype=dtype, param_dtype=jnp.float32, scale_init=scale_init, name=name)
 
 

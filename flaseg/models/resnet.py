@@ -108,14 +108,29 @@ class ResNet(nn.Module):
   dtype: Dtype = jnp.float32
   lowering: Lowering = DEFAULT
 
-  @nn.compact
-  def __call__(self, x, train: bool = False):
+  def feature_spec(self) -> dict:
+    """{name: (stride, channels)} of the features `__call__` returns (no input needed)."""
+    self.check()
+    strides, _ = OUTPUT_STRIDES[self.output_stride]
+    channels = feature_channels(self.depth, self.width)
+    out, stride = {}, 4
+    for s, key in enumerate(("c2", "c3", "c4", "c5")):
+      stride *= strides[s]
+      out[key] = (stride, channels[key])
+    return out
+
+  def check(self):
+    """One-line errors for fields the network cannot have."""
     if self.depth not in DEPTHS:
       raise ConfigError(f"model.backbone.depth={self.depth}: choose one of {sorted(DEPTHS)}")
     if self.stem not in STEMS:
       raise ConfigError(f"model.backbone.stem={self.stem!r}: choose one of {STEMS}")
     if self.output_stride not in OUTPUT_STRIDES:
       raise ConfigError(f"model.backbone.output_stride={self.output_stride}: choose 8, 16 or 32")
+
+  @nn.compact
+  def __call__(self, x, train: bool = False):
+    self.check()
     kind, blocks = DEPTHS[self.depth]
     block_cls = BasicBlock if kind == "basic" else Bottleneck
     w = self.width

@@ -65,6 +65,7 @@ class CAM(nn.Module):
 class DANetHead(Head):
   """mmseg DAHead. `pam_conv_seg`/`cam_conv_seg` are plain `nn.Conv2d` (torch default init),
   only the shared `conv_seg` gets normal(0.01); each branch drops out independently."""
+  FEATURES = ("c4", "c5")
   channels: int = 512
   pam_channels: int = 64
   dropout: float = 0.1

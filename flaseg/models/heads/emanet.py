@@ -109,6 +109,7 @@ class EMANetHead(Head):
   """mmseg EMAHead on 'c5': ema_in_conv (3x3 -> ema_channels) = identity -> `ema_block` ->
   bottleneck (3x3 -> channels) -> conv_cat (3x3 on cat[x, out]) -> Dropout2d -> 1x1.
   Returns {'out', 'aux'}."""
+  FEATURES = ("c4", "c5")
   channels: int = 256
   ema_channels: int = 512
   num_bases: int = 64

@@ -13,8 +13,10 @@ Dtype = Any
 
 
 class FCNHead(Head):
-  """mmseg FCNHead: `num_convs` 3x3 ConvBNReLU, optional concat with the input followed by a
-  3x3 `conv_cat`, then `cls_seg`. Reads `in_key` of the feature dict.
+  """mmseg FCNHead: `num_convs` `kernel` x `kernel` ConvBNReLU, optional concat with the input
+  followed by a `conv_cat` of the same kernel, then `cls_seg`. Reads `in_key` of the feature
+  dict. HRNetV2's mmseg head (fcn_hr*): in_key='concat', kernel=1, num_convs=1, no concat,
+  dropout 0.
 
   Defaults are the FCN baseline (R-50-D8: channels 512, two convs, concat_input=True). With
   `channels=256, num_convs=1, concat_input=False, in_key='c4'` it is the auxiliary head every
@@ -23,9 +25,13 @@ class FCNHead(Head):
   channels: int = 512
   num_convs: int = 2
   concat_input: bool = True
-  dropout: float = 0.1
+  dropout: float = 0.1  # 0: none (mmseg dropout_ratio=-1)
   in_key: str = "c5"
+  kernel: int = 3  # of convs_i and conv_cat (mmseg kernel_size; HRNetV2's fcn_hr*: 1)
   aux_channels: int = 0  # > 0: also the mmseg auxiliary FCNHead on 'c4' as output 'aux'
+
+  def required_features(self) -> tuple:
+    return (self.in_key,) + (("c4",) if self.aux_channels else ())
 
   def block(self, y, train):
     """What mmseg's attention heads (NL, DNL, CC) insert after `convs_0`; none here."""
@@ -34,12 +40,12 @@ class FCNHead(Head):
   def features(self, x, train):
     y = x
     for i in range(self.num_convs):
-      y = ConvBNReLU(self.channels, 3, dtype=self.dtype, lowering=self.lowering,
+      y = ConvBNReLU(self.channels, self.kernel, dtype=self.dtype, lowering=self.lowering,
                      name=f"convs_{i}")(y, train)
       if i == 0:
         y = self.block(y, train)
     if self.concat_input:
-      y = ConvBNReLU(self.channels, 3, dtype=self.dtype, lowering=self.lowering,
+      y = ConvBNReLU(self.channels, self.kernel, dtype=self.dtype, lowering=self.lowering,
                      name="conv_cat")(jnp.concatenate([x, y], -1), train)
     return y
 

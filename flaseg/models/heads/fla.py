@@ -5,7 +5,7 @@ except for one documented deviation: the official block pairs column (b, w) with
 encoding of sample `(b*W + w) % B` (`.repeat` over the batch), mixing samples when B > 1.
 flaseg computes the intended per-sample attention; for B = 1 both agree.
 """
-from typing import Any
+from typing import Any, Sequence
 
 import flax.linen as nn
 import jax
@@ -78,33 +78,44 @@ class FullyAttentionalBlock(nn.Module):
 
 class FLANetHead(Head):
   """FLANet's head around a swappable attention block, `block` (FLANet's ablations swap it):
-  2 x ConvBNReLU 3x3 (-> `channels`) on layer4 -> block -> concat with layer4 ->
+  2 x ConvBNReLU 3x3 (-> `channels`) on `in_key` (layer4) -> block -> concat with the input ->
   FLANetOutput (nearest x2, 3x3 conv, BN, ReLU, Dropout2d 0.1, 1x1) as 'out'; aux
-  FLANetOutput(`aux_channels`) on layer2 ('aux1') and layer3 ('aux2'). Outputs are at 2x the
-  feature resolution."""
+  FLANetOutput(`aux_channels`) on each of `aux_keys`, 'aux1', 'aux2', ... (layer2, layer3).
+  Outputs are at 2x the feature resolution.
+
+  On HRNetV2 (reconstruction: FLANet's code is ResNet only): `in_key='concat'` (the
+  `resize_concat` neck, 1/4), `upsample=False` (already at 1/4), one aux head on the concat
+  as HRNet-OCR's (`aux_keys=('concat',)`, `aux_channels=720`, `aux_kernel=1`)."""
   channels: int = 512
   aux_channels: int = 64
   dropout: float = 0.1
+  in_key: str = "c5"
+  aux_keys: Sequence[str] = ("c3", "c4")
+  aux_kernel: int = 3
+  upsample: bool = True
+
+  def required_features(self) -> tuple:
+    return (self.in_key, *self.aux_keys)
 
   def block(self, x, train):
     raise NotImplementedError(f"{type(self).__name__} must define its attention block")
 
-  def output(self, mid_channels, name):
-    return OutputBlock(self.num_classes, mid_channels, dropout=self.dropout, upsample=True,
-                       dtype=self.dtype, lowering=self.lowering, name=name)
+  def output(self, mid_channels, name, kernel=3):
+    return OutputBlock(self.num_classes, mid_channels, kernel, dropout=self.dropout,
+                       upsample=self.upsample, dtype=self.dtype, lowering=self.lowering,
+                       name=name)
 
   @nn.compact
   def __call__(self, feats, train: bool = False):
-    x = feats["c5"]
-    y = ConvBNReLU(self.channels, 3, dtype=self.dtype, lowering=self.lowering,
-                   name="conv_0")(x, train)
-    y = ConvBNReLU(self.channels, 3, dtype=self.dtype, lowering=self.lowering,
-                   name="conv_1")(y, train)
+    x = feats[self.in_key]
+    y = ConvBNReLU(self.channels, 3, **self.layer_kw, name="conv_0")(x, train)
+    y = ConvBNReLU(self.channels, 3, **self.layer_kw, name="conv_1")(y, train)
     y = self.block(y, train)
-    out = self.output(self.channels, "conv_out1")(jnp.concatenate([x, y], -1), train)
-    aux1 = self.output(self.aux_channels, "conv_out2")(feats["c3"], train)
-    aux2 = self.output(self.aux_channels, "conv_out3")(feats["c4"], train)
-    return {"out": out, "aux1": aux1, "aux2": aux2}
+    outs = {"out": self.output(self.channels, "conv_out1")(jnp.concatenate([x, y], -1), train)}
+    for i, key in enumerate(self.aux_keys):
+      outs[f"aux{i + 1}"] = self.output(self.aux_channels, f"conv_out{i + 2}", self.aux_kernel)(
+          feats[key], train)
+    return outs
 
 
 class FLAHead(FLANetHead):

@@ -102,6 +102,7 @@ class ISANetHead(Head):
   """mmseg ISAHead on 'c5': in_conv (3x3 -> channels) -> `interlaced_relations` -> out_conv
   (1x1 ConvBNReLU on cat[relations, in_conv output]) -> Dropout2d -> 1x1 (no concat with the
   backbone input). Returns {'out', 'aux'}."""
+  FEATURES = ("c4", "c5")
   channels: int = 512
   isa_channels: int = 256
   down_factor: Sequence[int] = (8, 8)

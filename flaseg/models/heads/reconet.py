@@ -85,6 +85,7 @@ class TGMTRM(nn.Module):
 
 class RecoNetHead(Head):
   """RecoNet head on 'c5' with the aux FCN head on 'c4'. Outputs 'out' and 'aux'."""
+  FEATURES = ("c4", "c5")
   channels: int = 512
   rank: int = 64
   profile_size: int = 64

@@ -77,6 +77,7 @@ class SAModule(nn.Module):
 class SANetHead(Head):
   """SANet head on {'c2'..'c5'}. Outputs 'out' (at c2's resolution), 'se' (B, K) class
   presence logits and 'aux' (FCN on c5)."""
+  FEATURES = ("c2", "c3", "c4", "c5")
   reduction: int = 4
   pool: int = 8
   sigmoid_attention: bool = True
