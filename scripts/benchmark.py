@@ -15,6 +15,14 @@ counts differ only on CPU, where "same" 3x3 convs execute as Winograd F(2x2, 3x3
 fewer FLOPs. Timings are medians over `--steps` after `--warmup` compiled steps, on synthetic
 inputs.
 
+`--realtime` times AttaNet's real-time protocol instead (configs/attanet_cityscapes.py:realtime:
+batch 1, the --size image (default 1024x2048) resized to the config's eval crop (512x1024)
+inside the timed function, the prediction resized back and argmaxed) and reports FPS; with
+`--reference=torch`, next to the official PyTorch AttaNet's in the same run:
+
+  python scripts/benchmark.py --config=configs/attanet_cityscapes.py:realtime --realtime \
+      --reference=torch --json
+
 `--reference=torch` also runs the same network in PyTorch, in the same process, on inputs of
 the same shape (reference/torch/: mmsegmentation's EncoderDecoder for fcn/nl/dnl/danet/ccnet/
 emanet/isanet, the official FLANet definition for fla) and adds reference_train_img_per_s and
@@ -33,7 +41,7 @@ import jax.numpy as jnp
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from flaseg import config_lib, optim, parallel, timing, train  # noqa: E402
+from flaseg import config_lib, evaluate, optim, parallel, timing, train  # noqa: E402
 from flaseg.errors import UserError  # noqa: E402
 from flaseg.models import build_model, init_variables  # noqa: E402
 
@@ -134,6 +142,23 @@ def benchmark(config, size, batch, steps=5, warmup=1, matmul=4096):
           "train_mfu": train_model / train_s / peak, "infer_mfu": infer_model / infer_s / peak}
 
 
+def realtime(config, size, steps=10, warmup=2):
+  """FPS of `make_predict_fn` (the config's eval mode, 'resize' for AttaNet's real-time
+  protocol) on one device-resident uint8 image of `size`, batch 1, to the argmax label map."""
+  model = build_model(config.model)
+  shape = (1, *size, 3)
+  params, state = init_variables(model, jax.random.key(0), shape)
+  variables = {"params": params, **state}
+  predict = evaluate.make_predict_fn(model, config.eval, config.model.align_corners)
+  image = jnp.asarray(np.random.default_rng(0).integers(0, 256, shape), jnp.uint8)
+  compiled = jax.jit(lambda v, x: predict(v, x, x.shape[1:3])).lower(variables, image).compile()
+  seconds = timing.median_seconds(lambda: compiled(variables, image), steps, warmup)
+  return {"config": config.model.head, "size": list(size), "batch": 1,
+          "eval_mode": config.eval.mode, "inner_size": list(config.eval.crop_size),
+          "devices": f"{jax.device_count()}x{jax.devices()[0].device_kind}",
+          "realtime_fps": 1.0 / seconds, "realtime_s": seconds}
+
+
 def main():
   try:
     run()
@@ -153,6 +178,8 @@ def run():
   p.add_argument("--matmul", type=int, default=4096, help="n of the n^3 matmul peak")
   p.add_argument("--reference", default="", choices=("", "torch"),
                  help="also time the PyTorch peer of the network (see the docstring)")
+  p.add_argument("--realtime", action="store_true",
+                 help="AttaNet's real-time protocol: batch 1, resize inside, FPS")
   p.add_argument("--json", action="store_true", help="print only the JSON object")
   a = p.parse_args()
   config = config_lib.load(a.config)
@@ -165,12 +192,20 @@ def run():
   batch = a.batch or config.train.batch_size
   if config.model.num_classes == 0:  # 'the dataset's' (:smoke): Cityscapes' 19
     config.model.num_classes = 19
-  if a.reference:
-    from reference.torch import benchmark as torch_peer
-    torch_peer.check(config)  # an unsupported head fails before the long flaseg run
-  record = benchmark(config, size, batch, a.steps, a.warmup, a.matmul)
-  if a.reference:
-    record.update(torch_peer.benchmark(config, size, batch, a.steps, a.warmup))
+  if a.realtime:
+    size = tuple(int(v) for v in a.size.lower().split("x")) if a.size else (1024, 2048)
+    record = realtime(config, size, a.steps, a.warmup)
+    if a.reference:
+      from reference.torch import benchmark as torch_peer
+      record.update(torch_peer.realtime(config, size, tuple(config.eval.crop_size), a.steps,
+                                        a.warmup))
+  else:
+    if a.reference:
+      from reference.torch import benchmark as torch_peer
+      torch_peer.check(config)  # an unsupported head fails before the long flaseg run
+    record = benchmark(config, size, batch, a.steps, a.warmup, a.matmul)
+    if a.reference:
+      record.update(torch_peer.benchmark(config, size, batch, a.steps, a.warmup))
   if a.json:
     print(json.dumps(record))
   else:

@@ -69,3 +69,19 @@ def test_reference_names_the_heads_it_covers():
   r = _run("--config=configs/sanet_cityscapes.py:smoke", "--reference=torch", "--json")
   assert r.returncode != 0
   assert "no PyTorch reference for model.head='sanet'" in r.stderr.strip().splitlines()[-1]
+
+
+@pytest.mark.slow
+def test_realtime_protocol_fps_next_to_the_official_attanet():
+  """`--realtime`: AttaNet's protocol (resize inside the timed function) in flaseg and, with
+  --reference=torch, the official PyTorch AttaNet in the same run."""
+  pytest.importorskip("torch")
+  pytest.importorskip("torchvision")
+  r = _run("--config=configs/attanet_cityscapes.py:realtime,smoke", "--realtime",
+           "--size=64x128", "--steps=1", "--warmup=1", "--reference=torch", "--json")
+  assert r.returncode == 0, r.stderr[-3000:]
+  record = json.loads(r.stdout.strip().splitlines()[-1])
+  assert record["eval_mode"] == "resize" and record["size"] == [64, 128]
+  assert record["inner_size"] == [32, 32]  # :smoke's eval crop
+  assert record["realtime_fps"] > 0 and record["reference_realtime_fps"] > 0
+  assert record["reference_realtime"].startswith("official AttaNet")
