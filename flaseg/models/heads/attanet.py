@@ -75,16 +75,18 @@ class StripAttention(nn.Module):
 
 class AttentionFusion(nn.Module):
   """`AttentionFusionModule`: a = sigmoid(BN(conv1x1(GAP(ConvBNReLU1x1(cat[feat16,
-  up_nearest(feat32)]))))), one weight per channel and image, (B, 1, 1, C)."""
+  up_nearest(feat32)]))))), one weight per channel and image, (B, 1, 1, C). AttaNet_light.py's
+  module is the same with a 3x3 first conv (`kernel=3`)."""
   features: int = 128
+  kernel: int = 1
   dtype: Dtype = jnp.float32
   lowering: Lowering = DEFAULT
 
   @nn.compact
   def __call__(self, feat16, feat32, train):
     feat32_up = resize_nearest(feat32, feat16.shape[1:3])
-    f = ConvBNReLU(self.features, 1, dtype=self.dtype, lowering=self.lowering, name="conv")(
-        jnp.concatenate([feat16, feat32_up], -1), train)
+    f = ConvBNReLU(self.features, self.kernel, dtype=self.dtype, lowering=self.lowering,
+                   name="conv")(jnp.concatenate([feat16, feat32_up], -1), train)
     a = f.mean(axis=(1, 2), keepdims=True)
     a = conv(self.features, 1, dtype=self.dtype, lowering=self.lowering, name="conv_atten")(a)
     a = batch_norm(train, self.dtype, name="bn_atten")(a)

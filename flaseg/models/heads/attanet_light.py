@@ -12,7 +12,7 @@ the three `AttaNetOutput`s) on the light backbone's {'c3' (1/8, 64), 'c4' (1/16,
   'aux2' = conv_out2(s3_2)
 
 Reuses AttaNet's `StripAttention`, `fuse` and `AttentionFusion`. Differences from AttaNet.py
-(all the light file's): the AFM's first conv is 3x3 (`LightAttentionFusion`), the fusion and
+(all the light file's): the AFM's first conv is 3x3 (`AttentionFusion(kernel=3)`), the fusion and
 SAM run at 1/8, and `AttaNetOutput` has no Dropout2d (`dropout=0.0` here; set 0.1 to get
 AttaNet.py's). Output modules are named `conv_out*` (the 10x LR regex 'head/conv_out').
 Init: flaseg's `conv_init` (kaiming_normal a=1) for every conv; deviation: the original's
@@ -20,29 +20,11 @@ Init: flaseg's `conv_init` (kaiming_normal a=1) for every conv; deviation: the o
 the other convs keep torch's default init.
 """
 import flax.linen as nn
-import jax
-import jax.numpy as jnp
 
 from flaseg.models.heads.attanet import AttentionFusion, StripAttention, fuse
 from flaseg.models.heads.head import Head
 from flaseg.models.heads.outputs import OutputBlock
-from flaseg.models.layers import ConvBNReLU, batch_norm, conv, resize_nearest
-
-
-class LightAttentionFusion(AttentionFusion):
-  """AttaNet_light.py `AttentionFusionModule`: `AttentionFusion` with a `kernel` x `kernel`
-  (3x3) first ConvBNReLU instead of 1x1; same module names (conv, conv_atten, bn_atten).
-  (A `kernel` field on attanet.AttentionFusion would make this class unnecessary.)"""
-  kernel: int = 3
-
-  @nn.compact
-  def __call__(self, feat16, feat32, train):
-    kw = dict(dtype=self.dtype, lowering=self.lowering)
-    feat32_up = resize_nearest(feat32, feat16.shape[1:3])
-    f = ConvBNReLU(self.features, self.kernel, **kw, name="conv")(
-        jnp.concatenate([feat16, feat32_up], -1), train)
-    a = conv(self.features, 1, **kw, name="conv_atten")(f.mean(axis=(1, 2), keepdims=True))
-    return jax.nn.sigmoid(batch_norm(train, self.dtype, name="bn_atten")(a))
+from flaseg.models.layers import ConvBNReLU
 
 
 class AttaNetLightHead(Head):
@@ -66,7 +48,7 @@ class AttaNetLightHead(Head):
     ch, kw = self.channels, self.layer_kw
     feat16 = ConvBNReLU(ch, 3, **kw, name="conv_head16")(feats["c4"], train)
     feat8 = ConvBNReLU(ch, 3, **kw, name="conv_head8")(feats["c3"], train)
-    atten = LightAttentionFusion(ch, **kw, name="afm")(feat8, feat16, train)
+    atten = AttentionFusion(ch, kernel=3, **kw, name="afm")(feat8, feat16, train)
     feat16 = ConvBNReLU(ch, 3, **kw, name="conv_head161")(feat16, train)
     feat8 = ConvBNReLU(ch, 3, **kw, name="conv_head81")(feat8, train)
     fused, feat16_up = fuse(feat8, feat16, atten)
