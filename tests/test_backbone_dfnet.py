@@ -4,7 +4,6 @@ heads/attanet_light.py) against PyTorch transcriptions of the original files
 light.py + AttaNet_light.py), with random weights and BN statistics, converted by
 flaseg.convert; and each backbone's feature_spec against what it returns."""
 import os
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -17,42 +16,18 @@ from flaseg.models import BACKBONES, build_model
 from flaseg.models.attanet_light import AttaNetLightBackbone
 from flaseg.models.dfnet import DFNet
 
+from reference.torch import attanet_light as ref_light
+from reference.torch import dfnet as ref_dfnet
+from torch_equivalence import import_torch, randomise, rel_diff
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
-from reference.torch import attanet_light as ref_light  # noqa: E402
-from reference.torch import dfnet as ref_dfnet  # noqa: E402
 
 TOL = 1e-5
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32) * 255
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32) * 255
 
 
-def _rel(a, b):
-  return float(np.max(np.abs(np.asarray(a) - np.asarray(b))) / np.max(np.abs(np.asarray(b))))
 
-
-def _torch():
-  torch = pytest.importorskip("torch")
-  torch.set_num_threads(2)
-  return torch
-
-
-def _randomise(torch, module, seed=0):
-  """Random weights and BN statistics (a wrong mean/var/scale mapping shows); eval mode."""
-  g = torch.Generator().manual_seed(seed)
-  with torch.no_grad():
-    for name, t in module.state_dict().items():
-      if not t.is_floating_point():
-        continue
-      if name.endswith("running_var"):
-        t.copy_(torch.rand(t.shape, generator=g) + 0.5)
-      elif name.endswith("running_mean") or name.endswith("bias"):
-        t.copy_(torch.randn(t.shape, generator=g) * 0.1)
-      elif t.ndim == 1:  # BN weight
-        t.copy_(torch.rand(t.shape, generator=g) * 0.5 + 0.5)
-      else:
-        t.copy_(torch.randn(t.shape, generator=g) / t[0].numel() ** 0.5)
-  return module.eval()
 
 
 def _config(name, num_classes, crop):
@@ -89,8 +64,8 @@ def test_registered_and_unknown_variant_is_one_line():
 
 @pytest.mark.parametrize("variant", ["df1", "df2"])
 def test_dfnet_equals_pytorch(variant):
-  torch = _torch()
-  net = _randomise(torch, ref_dfnet.dfnet(torch, variant))
+  torch = import_torch()
+  net = randomise(torch, ref_dfnet.dfnet(torch, variant))
   taps = {}
   if variant == "df1":  # dfnet.py's DF1 returns stage3..5; flaseg's c3 is stage2's output
     net.stage2.register_forward_hook(lambda m, i, o: taps.__setitem__("stage2", o))
@@ -113,15 +88,15 @@ def test_dfnet_equals_pytorch(variant):
   for key, r in ref.items():
     r = r.numpy().transpose(0, 2, 3, 1)
     assert got[key].shape == r.shape, key
-    rel = _rel(got[key], r)
+    rel = rel_diff(got[key], r)
     print(f"{variant} {key} {r.shape}: max relative difference {rel:.2e}")
     assert rel <= TOL, (key, rel)
 
 
 def test_attanet_light_equals_pytorch():
-  torch = _torch()
+  torch = import_torch()
   k = 5
-  net = _randomise(torch, ref_light.attanet_light(torch, k))
+  net = randomise(torch, ref_light.attanet_light(torch, k))
   img = np.random.default_rng(5).uniform(0, 255, (1, 128, 192, 3)).astype(np.float32)
   x = (img - IMAGENET_MEAN) / IMAGENET_STD
   with torch.no_grad():
@@ -141,6 +116,6 @@ def test_attanet_light_equals_pytorch():
                                 v["params"]["backbone"]["S3_3"]["conv"]["kernel"])
   for key, r in zip(("out", "aux1", "aux2"), ref):
     assert out[key].shape == r.shape, key
-    rel = _rel(out[key], r)
+    rel = rel_diff(out[key], r)
     print(f"attanet_light {key}: max relative difference {rel:.2e}")
     assert rel <= TOL, (key, rel)

@@ -15,35 +15,12 @@ from flaseg import config_lib, convert
 from flaseg.errors import ConfigError
 from flaseg.models import BACKBONES, build_model
 from flaseg.models.shufflenet import ShuffleNetV2
-from reference.torch.imports import declare_torchvision_ops
+from torch_equivalence import import_torchvision, randomise
 
 TOL = 1e-5
 CONFIG = "configs/attanet_shufflenet_cityscapes.py"
 
 
-def _import_torchvision():
-  torch = pytest.importorskip("torch")
-  torch.set_num_threads(2)
-  declare_torchvision_ops(torch)
-  return torch, pytest.importorskip("torchvision")
-
-
-def _randomise(torch, module, seed=0):
-  """Random weights and BN statistics (so that a wrong mean/var mapping shows)."""
-  g = torch.Generator().manual_seed(seed)
-  with torch.no_grad():
-    for name, t in module.state_dict().items():
-      if not t.is_floating_point():
-        continue
-      if name.endswith("running_var"):
-        t.copy_(torch.rand(t.shape, generator=g) + 0.5)
-      elif name.endswith("running_mean") or name.endswith("bias"):
-        t.copy_(torch.randn(t.shape, generator=g) * 0.1)
-      elif t.ndim == 1:  # BN weight
-        t.copy_(torch.rand(t.shape, generator=g) * 0.5 + 0.5)
-      else:
-        t.copy_(torch.randn(t.shape, generator=g) / t[0].numel() ** 0.5)
-  return module.eval()
 
 
 def _dilate(torch, net, output_stride):
@@ -80,8 +57,8 @@ def _config(backbone: dict, crop):
 
 @pytest.mark.parametrize("output_stride,conv5", [(32, True), (8, True), (16, False)])
 def test_equals_torchvision(output_stride, conv5):
-  torch, torchvision = _import_torchvision()
-  net = _randomise(torch, torchvision.models.shufflenet_v2_x1_0())
+  torch, torchvision = import_torchvision()
+  net = randomise(torch, torchvision.models.shufflenet_v2_x1_0())
   net = _dilate(torch, net, output_stride)
   x = np.random.default_rng(1).standard_normal((1, 72, 104, 3)).astype(np.float32)
   ref = _torch_features(torch, net, x)

@@ -23,6 +23,7 @@ from flaseg.models.resnet import ResNet
 from flaseg.models.segmenter import IMAGENET_MEAN, IMAGENET_STD, Segmenter
 from reference.torch import attanet, denoised_nl, flanet, mmseg_peers
 from reference.torch.imports import declare_torchvision_ops
+from torch_equivalence import randomise
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOL = 1e-4
@@ -231,26 +232,6 @@ def _import_timm(torch):
   return pytest.importorskip("timm")
 
 
-def _randomise(torch, module, seed=0):
-  """Random weights and BN statistics (so that a wrong mean/var mapping shows)."""
-  g = torch.Generator().manual_seed(seed)
-  with torch.no_grad():
-    for name, t in module.state_dict().items():
-      if not t.is_floating_point():
-        continue
-      if "gamma" in name:  # attention residual scales (torch zeros at init)
-        t.copy_(torch.randn(t.shape, generator=g) * 0.1 + 0.5)
-      elif name.endswith("running_var"):
-        t.copy_(torch.rand(t.shape, generator=g) + 0.5)
-      elif name.endswith("running_mean") or name.endswith("bias"):
-        t.copy_(torch.randn(t.shape, generator=g) * 0.1)
-      elif t.ndim == 1:  # BN weight
-        t.copy_(torch.rand(t.shape, generator=g) * 0.5 + 0.5)
-      else:
-        fan_in = t[0].numel()
-        t.copy_(torch.randn(t.shape, generator=g) / fan_in ** 0.5)
-  return module.eval()
-
 
 def _state_dict(module):
   return {k: v.numpy() for k, v in module.state_dict().items()}
@@ -269,7 +250,7 @@ def test_timm_resnets_equal_pytorch(name, cfg):
   os_ = cfg["output_stride"]
   net = timm.create_model(name, pretrained=False, num_classes=0,
                           **({} if os_ == 32 else {"output_stride": os_}))
-  _randomise(torch, net)
+  randomise(torch, net)
   x = np.random.default_rng(1).standard_normal((1, 3, 40, 56)).astype(np.float32)
   with torch.no_grad():
     y = net.maxpool(net.act1(net.bn1(net.conv1(torch.from_numpy(x)))))
@@ -298,7 +279,7 @@ def test_flanet_equals_pytorch(tmp_path, depth):
   torch = _import_torch()
   F = torch.nn.functional
   width, channels, aux, k = (16, 32, 8, 5) if depth == 18 else (8, 16, 8, 5)
-  net = _randomise(torch, flanet.flanet(depth, k, width, channels, aux))
+  net = randomise(torch, flanet.flanet(depth, k, width, channels, aux))
   img = np.random.default_rng(2).uniform(0, 255, (2, 48, 72, 3)).astype(np.float32)
   x = (img - np.asarray(IMAGENET_MEAN, np.float32)) / np.asarray(IMAGENET_STD, np.float32)
   with torch.no_grad():
@@ -371,7 +352,7 @@ def test_mmseg_networks_equal_pytorch(head):
                           num_convs=1, concat_input=False, dropout_ratio=0.1,
                           num_classes=_K, norm_cfg=norm, align_corners=True),
       train_cfg=dict(), test_cfg=dict(mode="whole")))
-  _randomise(torch, net)
+  randomise(torch, net)
   img = np.random.default_rng(3).uniform(0, 255, (1, 64, 80, 3)).astype(np.float32)
   x = (img - np.asarray(IMAGENET_MEAN, np.float32)) / np.asarray(IMAGENET_STD, np.float32)
   with torch.no_grad():
@@ -412,7 +393,7 @@ def test_mmseg_networks_equal_pytorch(head):
 def test_denoised_nl_equals_pytorch():
   torch = _import_torch()
   width, channels, aux, gr, k = 8, 32, 8, 16, 5
-  net = _randomise(torch, denoised_nl.denoised_nl(torch, width, channels, aux, gr, k))
+  net = randomise(torch, denoised_nl.denoised_nl(torch, width, channels, aux, gr, k))
   img = np.random.default_rng(4).uniform(0, 255, (1, 64, 96, 3)).astype(np.float32)
   x = (img - np.asarray(IMAGENET_MEAN, np.float32)) / np.asarray(IMAGENET_STD, np.float32)
   with torch.no_grad():
@@ -442,7 +423,7 @@ def test_attanet_equals_pytorch():
   declare_torchvision_ops(torch)
   torchvision = pytest.importorskip("torchvision")
   k = 5
-  net = _randomise(torch, attanet.attanet(torch, torchvision, k))
+  net = randomise(torch, attanet.attanet(torch, torchvision, k))
   img = np.random.default_rng(5).uniform(0, 255, (1, 128, 160, 3)).astype(np.float32)
   x = (img - np.asarray(IMAGENET_MEAN, np.float32)) / np.asarray(IMAGENET_STD, np.float32)
   with torch.no_grad():
