@@ -25,6 +25,7 @@ import jax.numpy as jnp
 from flaseg.errors import ConfigError
 from flaseg.models.attanet_light import AttaNetLightBackbone
 from flaseg.models.dfnet import DFNet
+from flaseg.models.efficientnet import EfficientNet
 from flaseg.models.heads.attanet import AttaNetHead
 from flaseg.models.heads.attanet_light import AttaNetLightHead
 from flaseg.models.heads.ccnet import CCNetHead
@@ -51,6 +52,7 @@ BACKBONES = {
     "dfnet": DFNet,
     "attanet_light": AttaNetLightBackbone,
     "shufflenet_v2": ShuffleNetV2,
+    "efficientnet": EfficientNet,
 }
 
 HEADS = {
