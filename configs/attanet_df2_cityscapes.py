@@ -17,7 +17,9 @@ from flaseg import config_lib
 
 
 def get_config(arg=None):
-  arg = config_lib.parse_arg(arg, smoke=False)
+  arg = config_lib.parse_arg(arg, smoke=False, realtime=False)
   c = config_lib.network(config_lib.cityscapes, config_lib.attanet_recipe, "attanet")
   c.model.backbone = ml_collections.ConfigDict(dict(name="dfnet", variant="df2", width=64))
+  if arg.realtime:  # AttaNet's real-time protocol: 512x1024 inside the model
+    config_lib.realtime_eval(c)
   return config_lib.apply_smoke(c) if arg.smoke else c

@@ -4,7 +4,7 @@ inference on a fixed random batch, and their img/s."""
 import numpy as np
 
 from flaseg import timing
-from reference.torch import attanet, flanet, mmseg_peers
+from reference.torch import attanet, attanet_light, flanet, mmseg_peers
 from reference.torch.imports import declare_torchvision_ops, import_torch
 
 REFERENCE_HEADS = mmseg_peers.MMSEG_HEADS + ("fla",)
@@ -93,23 +93,30 @@ def benchmark(config, size, batch, steps=5, warmup=1, seed=0):
           "reference_train_step_s": train_s, "reference_infer_step_s": infer_s}
 
 
-REALTIME_HEADS = ("attanet",)
+# The official PyTorch networks of AttaNet's real-time table: (head, backbone name).
+REALTIME_PEERS = {("attanet", "resnet"): "official AttaNet (ResNet-18)",
+                  ("attanet_light", "attanet_light"): "official AttaNet light"}
 
 
 def realtime(config, size=(1024, 2048), inner=(512, 1024), steps=10, warmup=2, seed=0):
   """AttaNet's real-time protocol in PyTorch, timed as the paper times it: batch 1, the
-  `size` image resized to `inner` (bilinear) inside the timed loop, the official AttaNet
-  (ResNet-18) forward, the main output resized back to `size`, argmax. Returns its FPS."""
+  `size` image resized to `inner` (bilinear) inside the timed loop, the official network's
+  forward (AttaNet.py on ResNet-18, or AttaNet_light.py), the main output resized back to
+  `size`, argmax. Returns its FPS."""
   m = config.model
-  if m.head not in REALTIME_HEADS or m.backbone.get("name", "resnet") != "resnet":
-    raise ValueError(f"--realtime --reference=torch: the official PyTorch network exists for "
-                     f"{REALTIME_HEADS} on ResNet-18 only; got head {m.head!r}")
+  key = (m.head, m.backbone.get("name", "resnet"))
+  if key not in REALTIME_PEERS:
+    raise ValueError(f"--realtime --reference=torch: no official PyTorch network for head "
+                     f"{key[0]!r} on backbone {key[1]!r}; there are {sorted(REALTIME_PEERS)}")
   torch = import_torch()
-  declare_torchvision_ops(torch)  # torchvision's PyPI build lacks this torch's kernels
-  import torchvision
   F = torch.nn.functional
   torch.manual_seed(seed)
-  net = attanet.attanet(torch, torchvision, m.num_classes).eval()
+  if m.head == "attanet":
+    declare_torchvision_ops(torch)  # torchvision's PyPI build lacks this torch's kernels
+    import torchvision
+    net = attanet.attanet(torch, torchvision, m.num_classes).eval()
+  else:
+    net = attanet_light.attanet_light(torch, m.num_classes).eval()
   rng = np.random.default_rng(seed)
   image = torch.from_numpy(rng.integers(0, 256, (1, 3, *size)).astype(np.float32))
 
@@ -120,6 +127,6 @@ def realtime(config, size=(1024, 2048), inner=(512, 1024), steps=10, warmup=2, s
       return F.interpolate(out, size, mode="bilinear", align_corners=True).argmax(1)
 
   seconds = timing.median_seconds(predict, steps, warmup, block=False)
-  return {"reference_realtime": f"official AttaNet (ResNet-18), torch {torch.__version__}, "
+  return {"reference_realtime": f"{REALTIME_PEERS[key]}, torch {torch.__version__}, "
                                 f"{torch.get_num_threads()} threads",
           "reference_realtime_fps": 1.0 / seconds}
