@@ -3,16 +3,11 @@
   python -m flaseg.main --config=configs/danet_cityscapes.py --workdir=runs/danet_cityscapes \
       --config.data.root=/data/cityscapes
 
-The recipe is `config_lib.mmseg_recipe`; its layer3 aux FCN head has weight 0.4.
 'out' is mmseg's pam_cam output; inference uses it only.
 Reference mIoU (Cityscapes val, single scale / ms+flip): 79.27 / 80.96 (attention-heads.md §1.4).
 """
 from flaseg import config_lib
 
-
-def get_config(arg=None):
-  arg = config_lib.parse_arg(arg, smoke=False)
-  c = config_lib.network(config_lib.cityscapes, config_lib.mmseg_recipe, "danet",
-                         dict(channels=512, pam_channels=64, aux_channels=256),
-                         loss_weights={"out": 1.0, "pam": 1.0, "cam": 1.0, "aux": 0.4})
-  return config_lib.apply_smoke(c) if arg.smoke else c
+get_config = config_lib.mmseg_cityscapes(
+    "danet", dict(channels=512, pam_channels=64, aux_channels=256),
+    loss_weights={"out": 1.0, "pam": 1.0, "cam": 1.0, "aux": 0.4})

@@ -3,16 +3,11 @@
   python -m flaseg.main --config=configs/fcn_cityscapes.py --workdir=runs/fcn_cityscapes \
       --config.data.root=/data/cityscapes
 
-The recipe is `config_lib.mmseg_recipe`; its layer3 aux FCN head has weight 0.4.
 With mmseg's layer3 auxiliary FCNHead (256 channels, weight 0.4) as output 'aux'.
 Reference mIoU (Cityscapes val, single scale / ms+flip): 72.64 / 73.32 (mmseg
 configs/fcn/README.md, FCN R-50-D8 769x769 80k; not in attention-heads.md §1.4).
 """
 from flaseg import config_lib
 
-
-def get_config(arg=None):
-  arg = config_lib.parse_arg(arg, smoke=False)
-  c = config_lib.network(config_lib.cityscapes, config_lib.mmseg_recipe, "fcn",
-                         dict(channels=512, num_convs=2, concat_input=True, aux_channels=256))
-  return config_lib.apply_smoke(c) if arg.smoke else c
+get_config = config_lib.mmseg_cityscapes(
+    "fcn", dict(channels=512, num_convs=2, concat_input=True, aux_channels=256))

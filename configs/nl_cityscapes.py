@@ -3,14 +3,9 @@
   python -m flaseg.main --config=configs/nl_cityscapes.py --workdir=runs/nl_cityscapes \
       --config.data.root=/data/cityscapes
 
-The recipe is `config_lib.mmseg_recipe`; its layer3 aux FCN head has weight 0.4.
 Reference mIoU (Cityscapes val, single scale / ms+flip): 79.05 / 80.68 (attention-heads.md §1.4).
 """
 from flaseg import config_lib
 
-
-def get_config(arg=None):
-  arg = config_lib.parse_arg(arg, smoke=False)
-  c = config_lib.network(config_lib.cityscapes, config_lib.mmseg_recipe, "nl",
-                         dict(channels=512, reduction=2, use_scale=True, aux_channels=256))
-  return config_lib.apply_smoke(c) if arg.smoke else c
+get_config = config_lib.mmseg_cityscapes(
+    "nl", dict(channels=512, reduction=2, use_scale=True, aux_channels=256))

@@ -318,6 +318,21 @@ def realtime_eval(c: ml_collections.ConfigDict, size=(512, 1024)) -> ml_collecti
   return c
 
 
+def flanet_on_hrnet(c: ml_collections.ConfigDict, width: int = 48) -> ml_collections.ConfigDict:
+  """FLANet on HRNetV2-W`width` (FLANet Tables 1, 4, 5). Reconstruction, FLANet's code is
+  ResNet only: the `resize_concat` neck (720 channels at 1/4 for W48) -> two 3x3 ConvBNReLU to
+  512 -> FLA -> FLANet's output head on cat[concat, FLA output] without the x2 upsampling
+  (already at 1/4); one aux head on the concat as HRNet-OCR's (1x1 720 -> 720 + BN + ReLU,
+  1x1 -> K; weight 0.4)."""
+  c.model.backbone = ml_collections.ConfigDict(dict(name="hrnet", width=width))
+  c.model.neck = "resize_concat"
+  c.model.head = "fla"
+  c.model.head_kwargs = dict(channels=512, in_key="concat", upsample=False,
+                             aux_keys=("concat",), aux_channels=15 * width, aux_kernel=1)
+  c.loss.weights = {"out": 1.0, "aux1": 0.4}
+  return c
+
+
 def network(dataset: Callable, recipe: Callable, head: str, head_kwargs=None,
             loss_weights=None) -> ml_collections.ConfigDict:
   """`base_config()` with a dataset part (`cityscapes`, `ade20k`, ...), then a recipe part
@@ -332,6 +347,17 @@ def network(dataset: Callable, recipe: Callable, head: str, head_kwargs=None,
   if loss_weights:
     c.loss.weights = dict(loss_weights)
   return c
+
+
+def mmseg_cityscapes(head: str, head_kwargs: dict, loss_weights=None) -> Callable:
+  """The `get_config(arg)` of an mmseg head on Cityscapes with `mmseg_recipe` (R-50-D8,
+  769x769, 80k; its layer3 aux FCN head at 0.4 unless `loss_weights` says otherwise), with
+  the `smoke` arg: what configs/{fcn,nl,dnl,danet,emanet,isanet,ccnet}_cityscapes.py are."""
+  def get_config(arg=None):
+    arg = parse_arg(arg, smoke=False)
+    c = network(cityscapes, mmseg_recipe, head, head_kwargs, loss_weights)
+    return apply_smoke(c) if arg.smoke else c
+  return get_config
 
 
 # Config args.
