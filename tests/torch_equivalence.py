@@ -38,7 +38,8 @@ def randomise(torch, module, seed=0):
         t.copy_(torch.rand(t.shape, generator=g) * 0.5 + 0.5)
       else:
         t.copy_(torch.randn(t.shape, generator=g) / t[0].numel() ** 0.5)
-  return module.eval()
+  module.eval()  # some modules' train() returns None (mmseg's HRNet)
+  return module
 
 
 def state_dict(module) -> dict:

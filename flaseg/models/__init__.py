@@ -5,6 +5,7 @@
   model.backbone      `name` (a key of BACKBONES, default 'resnet') and that class's fields
                       (ResNet: depth, stem, output_stride, contract_dilation, multi_grid,
                       avg_down, width)
+  model.neck          '' or a key of NECKS ('resize_concat': HRNetV2's 'concat' feature), with
                       model.neck_kwargs
   model.lowering      `Lowering` fields: how convolutions and attention are computed
   model.num_classes, model.align_corners, model.dtype ('float32' | 'bfloat16')
@@ -41,6 +42,7 @@ from flaseg.models.heads.isanet import ISANetHead
 from flaseg.models.heads.nl import NLHead
 from flaseg.models.heads.reconet import RecoNetHead
 from flaseg.models.heads.sanet import SANetHead
+from flaseg.models.hrnet import HRNet
 from flaseg.models.lowering import Lowering
 from flaseg.models.necks import NECKS
 from flaseg.models.resnet import ResNet
@@ -51,6 +53,7 @@ BACKBONES = {
     "resnet": ResNet,
     "dfnet": DFNet,
     "attanet_light": AttaNetLightBackbone,
+    "hrnet": HRNet,
     "shufflenet_v2": ShuffleNetV2,
     "efficientnet": EfficientNet,
 }
