@@ -124,7 +124,9 @@ def build_model(cfg) -> Segmenter:
   head_cls = HEADS[cfg.head]
   head_kwargs = _checked_kwargs(head_cls, cfg.get("head_kwargs", {}), "config.model.head_kwargs")
   head = head_cls(num_classes=cfg.num_classes, **head_kwargs, **common)
-  missing = [k for k in head.required_features() if k not in spec]
+  # Heads built on heads.head.Head name what they read; any other module is trusted.
+  required = getattr(head, "required_features", lambda: ())()
+  missing = [k for k in required if k not in spec]
   if missing:
     raise ConfigError(f"config.model.head={cfg.head!r} takes features {missing}; backbone "
                       f"{name!r}{' with neck ' + repr(cfg.neck) if neck else ''} gives "
