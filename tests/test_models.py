@@ -226,3 +226,16 @@ def test_bad_model_config_names_the_key():
   cfg.head = "nope"
   with pytest.raises(ValueError, match="config.model.head='nope'"):
     build_model(cfg)
+
+
+@pytest.mark.parametrize("align_corners", [False, True])
+def test_large_resizes_gather_the_same_taps(align_corners):
+  """Above RESIZE_MATMUL_MAX_ENTRIES an axis is resized by gathering its two taps instead of
+  a matrix product: the same torch formula (a full-resolution logits upsampling would cost
+  ~1000x more as matmuls)."""
+  x = np.random.default_rng(1).normal(size=(1, 300, 7, 2))  # 300 -> 600 rows: gathered
+  size = (600, 5)
+  assert 600 * 300 > layers.RESIZE_MATMUL_MAX_ENTRIES >= 5 * 7
+  got = layers.resize_bilinear(jnp.asarray(x, jnp.float32), size, align_corners)
+  np.testing.assert_allclose(got, _naive_bilinear(x, *size, align_corners), rtol=1e-5,
+                             atol=1e-5)

@@ -96,8 +96,9 @@ class Dropout2d(nn.Module):
     return nn.Dropout(self.rate, broadcast_dims=(1, 2))(x, deterministic=not train)
 
 
-def _linear_weights(in_size: int, out_size: int, align_corners: bool) -> np.ndarray:
-  """(out, in) matrix of torch's 1-D linear interpolation (`upsample_bilinear2d`)."""
+def _linear_taps(in_size: int, out_size: int, align_corners: bool):
+  """(i0, i1, frac) of torch's 1-D linear interpolation (`upsample_bilinear2d`): output o is
+  (1 - frac[o]) * x[i0[o]] + frac[o] * x[i1[o]]."""
   dst = np.arange(out_size, dtype=np.float64)
   if align_corners:
     src = dst * ((in_size - 1) / (out_size - 1)) if out_size > 1 else np.zeros_like(dst)
@@ -105,27 +106,51 @@ def _linear_weights(in_size: int, out_size: int, align_corners: bool) -> np.ndar
     src = np.maximum((dst + 0.5) * (in_size / out_size) - 0.5, 0.0)
   i0 = np.minimum(np.floor(src).astype(np.int64), in_size - 1)
   i1 = np.minimum(i0 + 1, in_size - 1)
-  frac = src - i0
+  return i0, i1, src - i0
+
+
+def _linear_weights(in_size: int, out_size: int, align_corners: bool) -> np.ndarray:
+  """(out, in) matrix of `_linear_taps`."""
+  i0, i1, frac = _linear_taps(in_size, out_size, align_corners)
   m = np.zeros((out_size, in_size), np.float64)
   np.add.at(m, (np.arange(out_size), i0), 1.0 - frac)
   np.add.at(m, (np.arange(out_size), i1), frac)
   return m
 
 
+# Up to this many entries, an axis is resized by multiplying with its (out, in) interpolation
+# matrix (matmuls run well everywhere, the model's own small maps); above, by gathering the two
+# source rows of every output row, whose cost grows with out, not out x in (a full-resolution
+# 512x1024 -> 1024x2048 upsampling of 19 logits: ~100 GFLOP as matmuls, 0.1 as gathers).
+RESIZE_MATMUL_MAX_ENTRIES = 2**16
+
+
+def _resize_axis(x: jax.Array, axis: int, out_size: int, align_corners: bool) -> jax.Array:
+  """torch's 1-D linear interpolation of NHWC `x` along `axis` (1: H, 2: W)."""
+  in_size = x.shape[axis]
+  hp = jax.lax.Precision.HIGHEST
+  if out_size * in_size <= RESIZE_MATMUL_MAX_ENTRIES:
+    m = jnp.asarray(_linear_weights(in_size, out_size, align_corners), x.dtype)
+    spec = "oh,bhwc->bowc" if axis == 1 else "ow,bhwc->bhoc"
+    return jnp.einsum(spec, m, x, precision=hp)
+  i0, i1, frac = _linear_taps(in_size, out_size, align_corners)
+  shape = [1] * x.ndim
+  shape[axis] = out_size
+  w = jnp.asarray(frac, x.dtype).reshape(shape)
+  return jnp.take(x, i0, axis) * (1 - w) + jnp.take(x, i1, axis) * w
+
+
 def resize_bilinear(x: jax.Array, size: Sequence[int], align_corners: bool = False) -> jax.Array:
   """Bilinear resize of NHWC `x` to `size` = (H, W), exactly as torch `F.interpolate`.
 
-  Separable: one small interpolation matrix per axis (matmuls run well on every backend).
-  Unlike `jax.image.resize`, it never antialiases when shrinking, as torch.
+  Separable: one axis at a time, as a small interpolation matrix product or, for large axes,
+  a two-tap gather (`RESIZE_MATMUL_MAX_ENTRIES`); the same weights either way. Unlike
+  `jax.image.resize`, it never antialiases when shrinking, as torch.
   """
   h, w = int(size[0]), int(size[1])
   if (h, w) == tuple(x.shape[1:3]):
     return x
-  mh = jnp.asarray(_linear_weights(x.shape[1], h, align_corners), x.dtype)
-  mw = jnp.asarray(_linear_weights(x.shape[2], w, align_corners), x.dtype)
-  hp = jax.lax.Precision.HIGHEST
-  x = jnp.einsum("oh,bhwc->bowc", mh, x, precision=hp)
-  return jnp.einsum("pw,bowc->bopc", mw, x, precision=hp)
+  return _resize_axis(_resize_axis(x, 1, h, align_corners), 2, w, align_corners)
 
 
 def resize_nearest(x: jax.Array, size: Sequence[int]) -> jax.Array:
