@@ -65,7 +65,7 @@ def naive_nl(theta, phi, g, scale):
 # (1) attention cores vs naive loops
 
 
-def test_nl_attention_matches_naive():
+def test_spatial_attention_matches_naive():
   rng = np.random.default_rng(0)
   theta, phi, g = rng.normal(size=(B, H, W, 6)), rng.normal(size=(B, H, W, 6)), rng.normal(
       size=(B, H, W, 5))
