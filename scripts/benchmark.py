@@ -84,6 +84,13 @@ def _gflop(compiled):
   return float(cost.get("flops", float("nan"))) / 1e9 if cost else float("nan")
 
 
+def backbone_label(bb) -> str:
+  """'resnet101', or the backbone's name and fields ('hrnet width=48')."""
+  if bb.get("name", "resnet") == "resnet":
+    return f"resnet{bb.depth}"
+  return " ".join([bb.name] + [f"{k}={v}" for k, v in sorted(bb.items()) if k != "name"])
+
+
 def benchmark(config, size, batch, steps=5, warmup=1, matmul=4096):
   """Returns the benchmark record for `config` at images (batch, *size, 3)."""
   mesh = parallel.make_mesh()
@@ -127,7 +134,7 @@ def benchmark(config, size, batch, steps=5, warmup=1, matmul=4096):
                              holder["state"], gb, key)
   infer_model = _model_gflop(lambda v, x: infer_fn(v, x, direct), variables, gb["image"])
   return {"config": config.model.head, "size": list(size), "batch": batch,
-          "backbone": f"resnet{config.model.backbone.depth}", "dtype": config.model.dtype,
+          "backbone": backbone_label(config.model.backbone), "dtype": config.model.dtype,
           "devices": f"{jax.device_count()}x{jax.devices()[0].device_kind}",
           "params": n_params,
           "train_img_per_s": batch / train_s, "infer_img_per_s": batch / infer_s,
@@ -173,6 +180,8 @@ def run():
   p.add_argument("--batch", type=int, default=0, help="global batch (default: the config's)")
   p.add_argument("--backbone", default="", help="resnet18|resnet34|resnet50|resnet101")
   p.add_argument("--dtype", default="", help="float32|bfloat16 compute")
+  p.add_argument("--attention", default="", help="auto|xla|cudnn|chunked "
+                 "(config.model.lowering.attention)")
   p.add_argument("--steps", type=int, default=5)
   p.add_argument("--warmup", type=int, default=1)
   p.add_argument("--matmul", type=int, default=4096, help="n of the n^3 matmul peak")
@@ -187,6 +196,8 @@ def run():
     config.model.backbone.depth = int(a.backbone.replace("resnet", ""))
   if a.dtype:
     config.model.dtype = a.dtype
+  if a.attention:
+    config.model.lowering.attention = a.attention
   size = tuple(int(v) for v in a.size.lower().split("x")) if a.size else tuple(
       config.data.crop_size)
   batch = a.batch or config.train.batch_size
@@ -205,6 +216,7 @@ def run():
       torch_peer.check(config)  # an unsupported head fails before the long flaseg run
     record = benchmark(config, size, batch, a.steps, a.warmup, a.matmul)
     if a.reference:
+      print(json.dumps(record), file=sys.stderr, flush=True)  # kept if the peer fails
       record.update(torch_peer.benchmark(config, size, batch, a.steps, a.warmup))
   if a.json:
     print(json.dumps(record))

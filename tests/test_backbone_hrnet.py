@@ -1,6 +1,9 @@
 """HRNetV2 (flaseg/models/hrnet.py) against mmseg 1.2.2's own `HRNet` backbone and its whole
 FCN-HRNet `EncoderDecoder` (configs/_base_/models/fcn_hr18.py), built from mmseg's classes
 with random weights and random BN statistics, converted with flaseg's converter."""
+import importlib.util
+import os
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -11,29 +14,17 @@ from flaseg.errors import ConfigError
 from flaseg.models import BACKBONES, build_model
 from flaseg.models.hrnet import HRNet
 from flaseg.models.segmenter import IMAGENET_MEAN, IMAGENET_STD
+from reference.torch import mmseg_peers
 from torch_equivalence import import_torch, randomise, rel_diff, state_dict
 
 TOL = 1e-5
 CONFIG = "configs/fcn_hrnet48_cityscapes.py"
 
 
-def _extra(width, blocks=4, modules=(1, 4, 3)):
-  """mmseg's `extra` of fcn_hr18 / fcn_hr48 for HRNetV2-W`width` (fcn_hr18s: blocks 2,
-  modules (1, 3, 2))."""
-  c = [width * 2 ** b for b in range(4)]
-  return dict(
-      stage1=dict(num_modules=1, num_branches=1, block="BOTTLENECK", num_blocks=(blocks,),
-                  num_channels=(64,)),
-      **{f"stage{s}": dict(num_modules=modules[s - 2], num_branches=s, block="BASIC",
-                           num_blocks=(blocks,) * s, num_channels=tuple(c[:s]))
-         for s in (2, 3, 4)})
-
-
 def _torch_and_mmseg():
   torch = import_torch()
   pytest.importorskip("mmseg")
   pytest.importorskip("mmcv")
-  from reference.torch import mmseg_peers
   return torch, mmseg_peers.import_mmseg(torch)
 
 
@@ -101,7 +92,7 @@ def test_backbone_equals_mmseg(width, size, blocks, modules):
   as a bare ImageNet file (source 'hrnet', with the classification keys it skips) and as
   mmseg's bare backbone."""
   torch, models = _torch_and_mmseg()
-  net = _randomised(torch, models.build(dict(type="HRNet", extra=_extra(width, blocks, modules),
+  net = _randomised(torch, models.build(dict(type="HRNet", extra=mmseg_peers.hrnet_extra(width, blocks, modules),
                                             norm_cfg=dict(type="BN", requires_grad=True))))
   x = np.random.default_rng(1).standard_normal((1, 3, *size)).astype(np.float32)
   with torch.no_grad():
@@ -131,25 +122,16 @@ def test_fcn_hrnet_equals_mmseg(width):
   """mmseg's fcn_hr18 / fcn_hr48 EncoderDecoder (HRNet + FCNHead resize_concat, 1x1, no
   dropout) converted whole (part='model', source 'mmseg') against build_model of
   configs/fcn_hrnet48_cityscapes.py at that width: 'out' at the decode resolution (1/4)."""
-  torch, models = _torch_and_mmseg()
+  torch, _ = _torch_and_mmseg()
   k = 5
-  chans = [width * 2 ** b for b in range(4)]
-  norm = dict(type="BN", requires_grad=True)
-  net = _randomised(torch, models.build(dict(
-      type="EncoderDecoder",
-      backbone=dict(type="HRNet", extra=_extra(width), norm_cfg=norm, norm_eval=False),
-      decode_head=dict(type="FCNHead", in_channels=chans, in_index=(0, 1, 2, 3),
-                       channels=sum(chans), input_transform="resize_concat", kernel_size=1,
-                       num_convs=1, concat_input=False, dropout_ratio=-1, num_classes=k,
-                       norm_cfg=norm, align_corners=False),
-      train_cfg=dict(), test_cfg=dict(mode="whole"))), seed=2)
   img = np.random.default_rng(3).uniform(0, 255, (1, 64, 96, 3)).astype(np.float32)
+  config = _config(width, img.shape[1:3], k)
+  net = _randomised(torch, mmseg_peers.hrnet_fcn_segmentor(config), seed=2)
   x = (img - np.asarray(IMAGENET_MEAN, np.float32)) / np.asarray(IMAGENET_STD, np.float32)
   with torch.no_grad():
     ref = net.decode_head(net.extract_feat(torch.from_numpy(x.transpose(0, 3, 1, 2).copy())))
     ref = ref.numpy().transpose(0, 2, 3, 1)
 
-  config = _config(width, img.shape[1:3], k)
   model = build_model(config.model)
   v = convert.convert(state_dict(net), "mmseg",
                       convert.abstract_variables(config), config.model.backbone, part="model")
@@ -189,3 +171,29 @@ def test_configs_are_mmseg_fcn_hr48(path):
   assert s.model.head_kwargs.channels == 16 and s.model.head_kwargs.kernel == 1
   spec = build_model(s.model).backbone.feature_spec()
   assert spec["c5"] == (32, 144)
+
+
+def test_conv_macs_count_as_hrnet_modelsummary():
+  """scripts/param_counts.py --macs against HRNet's own counting (lib/utils/modelsummary.py:
+  per Conv2d, prod(weight shape) * output H x W, by forward hooks) on mmseg's fcn_hr18 at an
+  H != W size: the same number, so the 696.2 of the HRNet README compares as conv MACs / 2**30."""
+  spec = importlib.util.spec_from_file_location(
+      "param_counts", os.path.join(os.path.dirname(os.path.dirname(__file__)), "scripts",
+                                   "param_counts.py"))
+  param_counts = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(param_counts)
+  torch, _ = _torch_and_mmseg()
+  size = (64, 96)
+  config = _config(18, size)
+  net = _randomised(torch, mmseg_peers.hrnet_fcn_segmentor(config))
+  macs = []
+
+  def hook(module, inputs, output):
+    macs.append(module.weight.numel() * output.shape[2] * output.shape[3])
+
+  for module in net.modules():
+    if isinstance(module, torch.nn.Conv2d):
+      module.register_forward_hook(hook)
+  with torch.no_grad():
+    net.decode_head(net.extract_feat(torch.zeros(1, 3, *size)))
+  assert param_counts.conv_macs(config, size) == sum(macs) > 0

@@ -31,8 +31,11 @@ def build(config):
   m = config.model
   if m.head in mmseg_peers.MMSEG_HEADS:
     import mmseg
+    bb = m.backbone
+    backbone = (f"HRNetV2-W{bb.width}" if bb.get("name", "resnet") == "hrnet"
+                else f"ResNetV1c-{bb.depth}")
     return (mmseg_peers.mmseg_segmentor(config), mmseg_peers.mmseg_outputs,
-            f"mmseg {mmseg.__version__} EncoderDecoder, ResNetV1c-{m.backbone.depth}")
+            f"mmseg {mmseg.__version__} EncoderDecoder, {backbone}")
   bb, kw = m.backbone, dict(m.head_kwargs)  # fla: check() admits nothing else
   net = flanet.flanet(bb.depth, m.num_classes, bb.width, kw.get("channels", 512),
                       kw.get("aux_channels", 64), kw.get("dropout", 0.1))

@@ -2,7 +2,9 @@
 
 * `mmseg_segmentor(config)`: mmsegmentation's own `EncoderDecoder` for the heads it has (fcn,
   nl, dnl, danet, ccnet, emanet, isanet), with the ResNetV1c backbone of `config.model`, plain
-  BN and the layer3 FCN auxiliary head, as mmseg's R-50-D8 configs.
+  BN and the layer3 FCN auxiliary head, as mmseg's R-50-D8 configs; and for the fcn_hrnet
+  configs mmseg's fcn_hr* segmentor (`hrnet_fcn_segmentor`).
+* `hrnet_extra(width, blocks, modules)`: mmseg's `extra` dict of HRNetV2-W`width`.
 * `mmseg_outputs(net, x, train)`: its logits under flaseg's output names.
 * `import_mmseg(torch)`: mmseg's model registry, also with mmcv-lite (no compiled ops).
 """
@@ -79,10 +81,58 @@ def _mmseg_decode_head(head: str, kw: dict) -> dict:
   raise ValueError(f"model.head={head!r}: mmseg has no such head; mmseg heads: {MMSEG_HEADS}")
 
 
+def hrnet_extra(width: int, blocks: int = 4, modules=(1, 4, 3)) -> dict:
+  """mmseg's `extra` of fcn_hr18 / fcn_hr48 for HRNetV2-W`width` (fcn_hr18s: blocks 2,
+  modules (1, 3, 2))."""
+  c = [width * 2 ** b for b in range(4)]
+  return dict(
+      stage1=dict(num_modules=1, num_branches=1, block="BOTTLENECK", num_blocks=(blocks,),
+                  num_channels=(64,)),
+      **{f"stage{s}": dict(num_modules=modules[s - 2], num_branches=s, block="BASIC",
+                           num_blocks=(blocks,) * s, num_channels=tuple(c[:s]))
+         for s in (2, 3, 4)})
+
+
+def _is_hrnet_fcn(config) -> bool:
+  return config.model.backbone.get("name", "resnet") == "hrnet"
+
+
+def hrnet_fcn_segmentor(config):
+  """mmseg's fcn_hr* EncoderDecoder (configs/_base_/models/fcn_hr18.py at the config's width):
+  HRNet, FCNHead on the resize_concat of the four branches, one 1x1 ConvBNReLU, no dropout, no
+  auxiliary head; equal to flaseg's configs/fcn_hrnet48_*.py (tests/test_backbone_hrnet.py)."""
+  torch = import_torch()
+  models = import_mmseg(torch)
+  m = config.model
+  bb = m.backbone
+  kw = dict(m.head_kwargs)
+  chans = [bb.width * 2 ** b for b in range(4)]
+  norm = dict(type="BN", requires_grad=True)
+  extra = hrnet_extra(bb.width, bb.get("num_blocks", 4), tuple(bb.get("num_modules", (1, 4, 3))))
+  return models.build(dict(
+      type="EncoderDecoder",
+      backbone=dict(type="HRNet", extra=extra, norm_cfg=norm, norm_eval=False),
+      decode_head=dict(type="FCNHead", in_channels=chans, in_index=(0, 1, 2, 3),
+                       channels=kw["channels"], input_transform="resize_concat",
+                       kernel_size=kw.get("kernel", 3), num_convs=kw.get("num_convs", 2),
+                       concat_input=kw.get("concat_input", True),
+                       dropout_ratio=kw.get("dropout", 0.1) or -1, num_classes=m.num_classes,
+                       norm_cfg=norm, align_corners=m.align_corners),
+      train_cfg=dict(), test_cfg=dict(mode="whole")))
+
+
 def check(config):
   """Raises a one-line ValueError if mmseg has no peer of `config.model`; builds nothing."""
   m = config.model
   bb = m.backbone
+  if _is_hrnet_fcn(config):
+    if m.head != "fcn" or m.neck != "resize_concat":
+      raise ValueError(f"model.head={m.head!r} on HRNet: mmseg's peer is fcn_hr* only "
+                       "(head 'fcn', neck 'resize_concat')")
+    return
+  if bb.get("name", "resnet") != "resnet":
+    raise ValueError(f"config.model.backbone.name={bb.name!r}: mmseg peers exist for resnet "
+                     "and hrnet (fcn) only")
   if m.head not in MMSEG_HEADS:
     raise ValueError(f"model.head={m.head!r}: mmseg has no such head; "
                      f"mmseg heads: {MMSEG_HEADS}")
@@ -93,9 +143,11 @@ def check(config):
 
 def mmseg_segmentor(config):
   """mmseg's EncoderDecoder equivalent to `build_model(config.model)` (mmseg heads only)."""
+  check(config)
+  if _is_hrnet_fcn(config):
+    return hrnet_fcn_segmentor(config)
   torch = import_torch()
   models = import_mmseg(torch)
-  check(config)
   m = config.model
   bb = m.backbone
   strides, dilations = resnet.OUTPUT_STRIDES[bb.output_stride]
@@ -127,7 +179,7 @@ def mmseg_outputs(net, x, train: bool) -> dict:
     outs["out"], outs["pam"], outs["cam"] = out
   else:
     outs["out"] = out
-  if train:
+  if train and getattr(net, "auxiliary_head", None) is not None:
     outs["aux"] = net.auxiliary_head(feats)
   else:
     outs = {"out": outs["out"]}
