@@ -5,6 +5,7 @@ backward, and the n^3 matmul rate for scale. Rates count the direct conv's FLOPs
 Winograd conv's "effective" rate can exceed the matmul rate.
 
   python scripts/conv_benchmark.py [--json]
+  python scripts/conv_benchmark.py --dilated --json   # lax against the sub-grid dilated conv
 
 This is the measurement behind flaseg.models.conv's CPU path; on GPU/TPU both columns run
 the same lax convolution.
@@ -22,6 +23,7 @@ from jax import lax
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from flaseg import timing  # noqa: E402
 from flaseg.models import conv as conv_lib  # noqa: E402
+from flaseg.models.lowering import Lowering  # noqa: E402
 
 # (input H = W, Cin, Cout, kernel, stride, dilation): the stem, layer1-4 of ResNetV1c-50-D8
 # and the 3x3 head conv over layer4, at a 512x512 input.
@@ -66,10 +68,45 @@ def measure(h, cin, cout, k, stride, dilation, batch=2):
           "flaseg_fwd_bwd": rate(_time(fwd_bwd(ours), x, w), 3)}
 
 
+# The dilated 3x3 convs of a ResNet-101-D8 at 769x769, batch 8 (layer4 at 97x97, 512
+# channels) at dilation 2, 4 and 16 (multi-grid).
+DILATED_SHAPES = [(97, 512, 512, 3, 1, d) for d in (2, 4, 16)]
+
+
+def measure_dilated(h, cin, cout, k, stride, dilation, batch=8):
+  """Milliseconds of lax's dilated conv against the sub-grid one (`conv.subgrid_conv`),
+  forward and forward + backward, and their largest difference."""
+  del stride
+  rng = np.random.default_rng(0)
+  x = jnp.asarray(rng.standard_normal((batch, h, h, cin)), jnp.float32)
+  w = jnp.asarray(rng.standard_normal((k, k, cin, cout)) * 0.02, jnp.float32)
+  p = dilation * (k - 1) // 2
+  args = ((1, 1), ((p, p), (p, p)))
+  kw = dict(rhs_dilation=(dilation, dilation), dimension_numbers=DN)
+  ways = {"lax": lambda a, b: lax.conv_general_dilated(a, b, *args, **kw),
+          "subgrid": lambda a, b: conv_lib.conv_general_dilated(
+              a, b, *args, **kw, lowering=Lowering(conv="direct", dilated="subgrid"))}
+  dy = jnp.asarray(rng.standard_normal(ways["lax"](x, w).shape), jnp.float32)
+  row = {"shape": f"{batch}x{h}x{h} {cin}->{cout} k{k} d{dilation}",
+         "max_abs_diff": float(jnp.abs(ways["lax"](x, w) - ways["subgrid"](x, w)).max())}
+  for name, f in ways.items():
+    row[f"{name}_fwd_ms"] = 1e3 * _time(jax.jit(f), x, w)
+    row[f"{name}_fwd_bwd_ms"] = 1e3 * _time(
+        jax.jit(lambda a, b, f=f: jax.vjp(f, a, b)[1](dy) + (f(a, b),)), x, w)
+  return row
+
+
 def main():
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   p.add_argument("--json", action="store_true")
+  p.add_argument("--dilated", action="store_true",
+                 help="only the dilated convs, lax against the sub-grid formulation")
   a = p.parse_args()
+  if a.dilated:
+    rows = [measure_dilated(*s) for s in DILATED_SHAPES]
+    print(json.dumps({"device": jax.devices()[0].device_kind, "dilated": rows},
+                     indent=None if a.json else 1))
+    return
   n = 4096
   m = jnp.ones((n, n), jnp.float32)
   peak = 2 * n ** 3 / 1e9 / _time(jax.jit(lambda v: v @ v), m)

@@ -3,7 +3,9 @@
 `conv_general_dilated` has the signature of `lax.conv_general_dilated`, so `nn.Conv` takes it
 as its `conv_general_dilated` field. `lax.platform_dependent` chooses at lowering time:
 
-* GPU and TPU: `lax.conv_general_dilated` unchanged (cuDNN / the TPU's conv units).
+* GPU and TPU: `lax.conv_general_dilated` unchanged (cuDNN / the TPU's conv units), except
+  that on CUDA (`Lowering.dilated='auto'`) a dilated stride-1 conv runs as undilated convs on
+  its strided sub-grids (`subgrid_conv`); `dilated='subgrid'` does so on every platform.
 * CPU (`Lowering.conv='auto'`): XLA's convolutions (YNNPACK) run a matmul at about 170-200
   GFLOP/s on the 2-core AVX-512 test machine but a conv weight gradient at 17-80 and a 1x1
   conv at 35-100 (`python scripts/conv_benchmark.py`). So
@@ -62,18 +64,58 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
       dimension_numbers=dimension_numbers, feature_group_count=feature_group_count,
       batch_group_count=batch_group_count, precision=precision,
       preferred_element_type=preferred_element_type)
-  plain = (_is_nhwc(dimension_numbers, lhs.ndim) and feature_group_count == 1
-           and batch_group_count == 1 and not isinstance(padding, str)
-           and all(v == 1 for v in (lhs_dilation or (1, 1)))
-           and preferred_element_type is None)
-  if not plain or lowering.conv == "direct":
-    return lax_conv(lhs, rhs)
-  strides = tuple(int(s) for s in window_strides)
+  simple = (_is_nhwc(dimension_numbers, lhs.ndim) and batch_group_count == 1
+            and not isinstance(padding, str)
+            and all(v == 1 for v in (lhs_dilation or (1, 1)))
+            and preferred_element_type is None)
+  plain = simple and feature_group_count == 1
   dilation = tuple(int(d) for d in (rhs_dilation or (1, 1)))
-  pads = tuple((int(lo), int(hi)) for lo, hi in padding)
-  cpu = functools.partial(_cpu_conv, strides=strides, padding=pads, dilation=dilation,
-                          precision=precision, lowering=lowering)
-  return lax.platform_dependent(lhs, rhs, cpu=cpu, default=lax_conv)
+  subgrid = (simple and lowering.dilated != "lax" and dilation != (1, 1)
+             and all(int(s) == 1 for s in window_strides))
+  cpu_own = plain and lowering.conv == "auto"
+  if not cpu_own and not subgrid:
+    return lax_conv(lhs, rhs)
+  cpu = lax_conv
+  if cpu_own:
+    strides = tuple(int(s) for s in window_strides)
+    pads = tuple((int(lo), int(hi)) for lo, hi in padding)
+    cpu = functools.partial(_cpu_conv, strides=strides, padding=pads, dilation=dilation,
+                            precision=precision, lowering=lowering)
+  if not subgrid:
+    return lax.platform_dependent(lhs, rhs, cpu=cpu, default=lax_conv)
+  undilated = functools.partial(
+      conv_general_dilated, window_strides=(1, 1), padding=((0, 0), (0, 0)),
+      dimension_numbers=dimension_numbers, feature_group_count=feature_group_count,
+      precision=precision, lowering=lowering)
+  cuda = functools.partial(subgrid_conv, padding=padding, dilation=dilation,
+                           conv=undilated)
+  if lowering.dilated == "subgrid":
+    return cuda(lhs, rhs)
+  return lax.platform_dependent(lhs, rhs, cpu=cpu, cuda=cuda, default=lax_conv)
+
+
+def subgrid_conv(x, w, padding, dilation, conv):
+  """A stride-1 NHWC/HWIO conv at `dilation` d as undilated convs on the d_h * d_w strided
+  sub-grids of the padded input: output row q*d + r reads padded rows (q + i)*d + r, i.e. tap
+  i of an undilated conv over the rows r, r + d, r + 2d, ... . The sub-grids are moved into
+  the batch (space-to-batch), convolved at once by `conv` (an undilated, unpadded conv) and
+  interleaved back. XLA's GPU compiler lowers a dilated conv by zero-padding its kernel
+  (conv_padding_legalization: a 3x3 at dilation 4 costs a 9x9); this costs a 3x3. Equal to
+  `lax.conv_general_dilated` up to float rounding, gradients by autodiff (tests/test_conv.py).
+  """
+  n, _, _, c = x.shape
+  kh, kw = w.shape[:2]
+  dh, dw = dilation
+  xp = jnp.pad(x, ((0, 0), tuple(padding[0]), tuple(padding[1]), (0, 0)))
+  ho, wo = xp.shape[1] - dh * (kh - 1), xp.shape[2] - dw * (kw - 1)
+  qh, qw = -(-ho // dh), -(-wo // dw)  # output rows / columns per sub-grid
+  # Whole sub-grids: qh + kh - 1 rows of each (the zeros added only feed cropped outputs).
+  rows, cols = (qh + kh - 1) * dh, (qw + kw - 1) * dw
+  xp = jnp.pad(xp, ((0, 0), (0, rows - xp.shape[1]), (0, cols - xp.shape[2]), (0, 0)))
+  xs = xp.reshape(n, qh + kh - 1, dh, qw + kw - 1, dw, c).transpose(2, 4, 0, 1, 3, 5)
+  y = conv(xs.reshape(dh * dw * n, qh + kh - 1, qw + kw - 1, c), w)
+  y = y.reshape(dh, dw, n, qh, qw, -1).transpose(2, 3, 0, 4, 1, 5)
+  return y.reshape(n, qh * dh, qw * dw, -1)[:, :ho, :wo]
 
 
 def _cpu_conv(x, w, strides, padding, dilation, precision, lowering):

@@ -11,6 +11,21 @@ model, traced with it and never a global. The defaults are each platform's best:
   conv='direct'  `lax.conv_general_dilated` everywhere: FLOPs counted as the papers count
                  them (scripts/cost.py) and memory as an accelerator holds it.
 
+  dilated='auto'     a dilated stride-1 conv as d*d undilated ones on its strided sub-grids
+                     (`conv.subgrid_conv`) on CUDA only, where XLA would otherwise zero-pad
+                     the kernel (a 3x3 at dilation 4 runs as a 9x9); CPU, TPU: as `conv` says.
+  dilated='lax'      never the sub-grids.   dilated='subgrid'  the sub-grids everywhere.
+
+  attention='auto'     the spatial attention of NL, DNL, DANet's PAM (and CS NL's) and ISA as
+                       cuDNN's fused kernel (`jax.nn.dot_product_attention`) when the backend
+                       is a CUDA GPU with cuDNN and the shapes fit (bfloat16/float16, head
+                       size <= 256), else 'chunked'.
+  attention='chunked'  flaseg's einsum + float32 softmax, query-chunked above
+                       `attention_max_bytes` (models/attention.py): CPU's and TPU's path.
+  attention='xla'      `jax.nn.dot_product_attention(implementation='xla')` (any platform).
+  attention='cudnn'    `implementation='cudnn'`; a ConfigError where cuDNN or the shapes do not
+                       allow it. Also settable as `config.model.attention`.
+
   attention_max_bytes  above this many bytes for ONE image's float32 N x N map, the spatial
                        attention of NL, DNL, DANet's PAM and ISA runs query-chunked
                        (models/attention.py); 0 always chunks, float('inf') never does.
@@ -22,11 +37,17 @@ import dataclasses
 from flaseg.errors import ConfigError
 
 CONVS = ("auto", "direct")
+DILATED = ("auto", "lax", "subgrid")
+ATTENTION = ("auto", "xla", "cudnn", "chunked")
+# The platforms `jax.export` and `lax.platform_dependent` name, which this lowering knows.
+PLATFORMS = ("cpu", "cuda", "rocm", "tpu")
 
 
 @dataclasses.dataclass(frozen=True)
 class Lowering:
   conv: str = "auto"
+  dilated: str = "auto"
+  attention: str = "auto"
   # Where F(2x2, 3x3) beats XLA's direct conv on CPU (scripts/conv_benchmark.py): at least
   # 128 input and output channels (64: 195 against 202 GFLOP/s; 128: 254 against 203) and
   # 4096 output positions N*H*W (16x8x12 at 128 channels: 125 against 149; 16x32x48: 237
@@ -45,6 +66,24 @@ class Lowering:
   def __post_init__(self):
     if self.conv not in CONVS:
       raise ConfigError(f"config.model.lowering.conv={self.conv!r}: choose one of {CONVS}")
+    if self.dilated not in DILATED:
+      raise ConfigError(f"config.model.lowering.dilated={self.dilated!r}: choose one of "
+                        f"{DILATED}")
+    if self.attention not in ATTENTION:
+      raise ConfigError(f"config.model.lowering.attention={self.attention!r}: choose one of "
+                        f"{ATTENTION}")
+
+
+def check_platforms(platforms, lowering: Lowering = None):
+  """Raises a one-line ConfigError for a platform this lowering does not know, or one that
+  `lowering.attention='cudnn'` cannot run on; returns `platforms` (None: the backend's)."""
+  for p in platforms or ():
+    if p not in PLATFORMS:
+      raise ConfigError(f"platform {p!r}: flaseg's lowering knows {PLATFORMS}")
+    if lowering is not None and lowering.attention == "cudnn" and p != "cuda":
+      raise ConfigError(f"config.model.lowering.attention='cudnn' cannot lower for platform "
+                        f"{p!r}: cuDNN attention runs on CUDA GPUs only")
+  return platforms
 
 
 DEFAULT = Lowering()
