@@ -9,12 +9,12 @@ biases, exponential warm-up over 1000 iterations from 1e-5, 10x LR on the three 
 AttaNet OHEM (thresh 0.7, n_min = H*W/2 per 8-image GPU batch, i.e. 1024*1024 over the global
 batch of 16) on all three outputs with weight 1 (train.py, loss.py, optimizer.py).
 Not reproduced: the random 90-degree rotation and the discrete scale set {0.75, ..., 2.0}
-(a continuous range [0.75, 2.0] here). Test: 1024 sliding windows at stride 854 with flip
-(evaluate.py). Paper: 78.5 mIoU Cityscapes test at 130 FPS (ResNet-18); the released val
-checkpoint scored 78.8. `:realtime` evaluates as the paper's real-time figures are measured:
-the 1024x2048 image resized to 512x1024 inside the model, the prediction resized back, single
-scale, no flip (`config_lib.realtime_eval`); the sliding-window default is the released
-evaluate.py's.
+(a continuous range [0.75, 2.0] here). Default test: 1024 sliding windows at stride 854 with
+flip, as the released evaluate.py; the paper gives no figure for that protocol (the released
+val checkpoint's 78.8 is the repository README's, its protocol not stated). The paper's 78.5
+mIoU (Cityscapes test, ResNet-18, 130 FPS) is a real-time figure: compare it with `:realtime`,
+which evaluates as it is measured (the 1024x2048 image resized to 512x1024 inside the model, the
+prediction resized back, single scale, no flip; `config_lib.realtime_eval`).
 """
 from flaseg import config_lib
 

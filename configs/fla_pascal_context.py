@@ -1,5 +1,6 @@
-"""FLANet on PASCAL Context (59 classes, background ignored; 60 with context_60): the paper's
-recipe with its 520 crop for the datasets other than Cityscapes (Song et al., AAAI 2022).
+"""FLANet on PASCAL Context (59 classes, background ignored; 60 with context_60): flaseg's own
+experiment. FLANet (Song et al., AAAI 2022) reports no PASCAL Context result; this config
+applies the paper's general recipe (its 520 crop "for other datasets") to Context.
 
   python -m flaseg.main --config=configs/fla_pascal_context.py --workdir=runs/fla_context \
       --config.data.root=/data/context  # holds VOCdevkit/VOC2010 (mmseg's converter's layout)

@@ -8,9 +8,10 @@ Deep-stem ResNet-101 at output stride 8, crop 520, batch 8, SGD lr 1e-2 poly 0.9
 0.9, wd 5e-4, 240 epochs of the 10,582 'trainaug' images = 317,460 iterations (the paper's
 text; mmseg's VOC-aug schedule is --config.train.steps=40000). Labels 0-20, 255 on object
 borders (ignored). Evaluation on 'val' (1,449 images) at the original size, multi-scale
-(0.5-1.75) + flip over 520x520 windows. Paper: 87.9 mIoU on VOC test (R101, with COCO
-pre-training; export the test split with --config.data.val_split=test
---config.eval.export_dir=DIR). """
+(0.5-1.75) + flip over 520x520 windows. Paper (FLANet Table 5): 87.9 mIoU on VOC test (R101,
+ImageNet pre-training only: the table marks FLANet as trained without the COCO-pretrained model
+other entries use); export the test split with --config.data.val_split=test
+--config.eval.export_dir=DIR. """
 from flaseg import config_lib
 
 

@@ -22,35 +22,20 @@ batch 16, SyncBN, 40 epochs of the 4,998 training images = 12,495 iterations. Si
 text, taken from PyTorch-Encoding's defaults (experiments/segmentation/option.py at e0e2878:
 SANet's lr / batch / SyncBN are exactly its Context defaults): momentum 0.9, weight decay 1e-4,
 poly power 0.9, crop 480 (base size 520, scales 0.5-2.0). Loss: out 1 + se (class-presence
-BCE) 0.2 + aux 0.8 (Fig. 4's values, unverified; as configs/sanet_cityscapes.py). Stochastic
+BCE) 0.2 + aux 0.8 (Fig. 4's values, unverified); `config_lib.sanet_recipe`, as
+configs/sanet_pascal_context.py (ResNet-101) with EfficientNet-B7 in place of it. Stochastic
 depth off (timm's default; not stated). Test protocol not stated: flaseg's Context protocol
 (config_lib.pascal_context: original size, 520 windows, scales 0.5-1.75 + flip).
 """
-import math
-
 import ml_collections
 
 from flaseg import config_lib
 
 
-def sanet_context_recipe(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-  """SANet's PASCAL Context training (see the module docstring)."""
-  c.data.crop_size = (480, 480)
-  c.data.scale_range = (0.5, 2.0)
-  c.optim.lr = 1e-3
-  c.optim.poly_power = 0.9
-  c.optim.momentum = 0.9
-  c.optim.weight_decay = 1e-4
-  c.train.batch_size = 16
-  c.train.steps = math.ceil(40 * config_lib.TRAIN_IMAGES["pascal_context"] / 16)
-  c.checkpoint.every = 1000
-  return c
-
-
 def get_config(arg=None):
   arg = config_lib.parse_arg(arg, smoke=False)
-  c = config_lib.network(config_lib.pascal_context, sanet_context_recipe, "sanet",
-                         loss_weights={"out": 1.0, "se": 0.2, "aux": 0.8})
+  c = config_lib.network(config_lib.pascal_context,
+                         lambda c: config_lib.sanet_recipe(c, lr=1e-3, epochs=40), "sanet")
   c.data.context_60 = True  # Table 3's 54.4 counts the background class
   c.model.backbone = ml_collections.ConfigDict(dict(
       name="efficientnet", variant="b7", output_stride=8, drop_path_rate=0.0))

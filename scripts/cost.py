@@ -38,16 +38,17 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from flaseg import config_lib  # noqa: E402
 from flaseg.models import HEADS, build_model  # noqa: E402
 from flaseg.models.heads import attanet, ccnet, danet, denoised_nl, dnl, emanet  # noqa: E402
-from flaseg.models.heads import fla, isanet, nl, reconet, sanet  # noqa: E402
+from flaseg.models.heads import fla, fla_ablation, isanet, nl, reconet, sanet  # noqa: E402
 from flaseg.models.lowering import Lowering  # noqa: E402
 
 # The papers' tables (paper-tables.md, read from the papers): {block: (GFLOPs, memory MB)}.
-# FLANet Table 3 (768x768, ResNet-50, cores at 1/8 with C = 512; 1 multiply-add = 2 FLOPs).
-# Its "Spatial NL" is DANet's PAM (q/k 64, v 512): flaseg's `spatial_nl`; `nl` is flaseg's mmcv
-# NonLocal2d, shown against the same figure. "Dual NL" = `danet` (PAM + CAM in parallel).
+# FLANet Table 3 (768x768, ResNet-50, cores at 1/8 with C = 512; 1 multiply-add = 2 FLOPs):
+# its rows are the cores of configs/fla_ablation.py's blocks (`fla_ablation.attention_core`:
+# channel_nl, spatial_nl, dual_nl, cs_nl, ema, rcca) and the FLA block. `nl` (mmcv NonLocal2d)
+# and `danet` (DANet's PAM + CAM) are shown against the Spatial / Dual NL figures.
 FLANET = {"fla": (19.37, 436), "channel_nl": (9.66, 40), "spatial_nl": (103.90, 1320),
-          "nl": (103.90, 1320), "danet": (113.56, 1378), "cs_nl": (113.56, 1378),
-          "emanet": (13.91, 98), "ccnet": (16.18, 174)}
+          "dual_nl": (113.56, 1378), "cs_nl": (113.56, 1378), "ema": (13.91, 98),
+          "rcca": (16.18, 174), "nl": (103.90, 1320), "danet": (113.56, 1378)}
 # AttaNet Table 3 (1x3x1024x1024, ResNet-18, modules at 1/16 with C = 128). Its "GFLOPs" are
 # multiply-adds (1 multiply-add = 1 FLOP): the ratio uses flaseg's FLOPs / 2.
 ATTANET = {"sam": (0.185, 8), "nl": (3.357, 334), "spatial_nl": (3.357, 334),
@@ -60,6 +61,8 @@ TABLES = {
 }
 NUM_CLASSES = 19
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# The heads with a configs/<head>_cityscapes.py (the `net:` rows).
+NETS = [h for h in HEADS if os.path.exists(os.path.join(REPO, "configs", f"{h}_cityscapes.py"))]
 # On CPU: no YNNPACK fusions (their buffers are invisible to memory_analysis); LLVM -O0 compiles
 # faster and does not change the buffer assignment.
 CPU_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": "",
@@ -90,7 +93,7 @@ class Eval(nn.Module):
 
 
 class Sum(nn.Module):
-  """Dual NL (DANet): `a(x) + b(x)`, PAM and CAM in parallel (the two DAHead branches)."""
+  """DANet's attentions: `a(x) + b(x)`, PAM and CAM in parallel (the two DAHead branches)."""
   a: nn.Module
   b: nn.Module
 
@@ -98,13 +101,10 @@ class Sum(nn.Module):
     return self.a(x) + self.b(x)
 
 
-class Chain(nn.Module):
-  """CS NL: `b(a(x))`, CAM then PAM in series (CSNLHead's block without its 3x3 conv)."""
-  a: nn.Module
-  b: nn.Module
-
-  def __call__(self, x):
-    return self.b(self.a(x))
+def ablation(block):
+  """The core of configs/fla_ablation.py's `block` (FLANet Table 3), as its head runs it."""
+  return lambda c, lo: Block(lambda m, x: fla_ablation.attention_core(m, block, x, False),
+                             lowering=lo)
 
 
 def afm(module, feat16, feat32, feat32c):
@@ -120,12 +120,15 @@ def afm(module, feat16, feat32, feat32c):
 BLOCKS = {
     "fla": (lambda c, lo: Block(fla.fully_attentional, lowering=lo),
             "2 Linear encoders + fla_attention (4 N C^2)"),
-    "channel_nl": (lambda c, lo: danet.CAM(), "DANet CAM (2 N C^2)"),
-    "spatial_nl": (lambda c, lo: danet.PAM(64, lowering=lo),
-                   "DANet PAM, q/k 64, v C (the papers' Spatial NL)"),
+    "channel_nl": (ablation("channel_nl"), "FLANet's Channel NL, softmax(X^T X) X (2 N C^2)"),
+    "spatial_nl": (ablation("spatial_nl"), "Spatial NL: DANet PAM, q/k 64, v C"),
+    "dual_nl": (ablation("dual_nl"), "Channel NL + Spatial NL in parallel"),
+    "cs_nl": (ablation("cs_nl"), "Channel NL then Spatial NL"),
+    "ema": (ablation("ema"), "EMA unit in FLANet's head (as emanet)"),
+    "rcca": (ablation("rcca"), "RCCA in FLANet's head (as ccnet)"),
     "nl": (lambda c, lo: Eval(nl.NonLocal2d(lowering=lo)), "mmcv NonLocal2d, C/2, conv_out"),
-    "danet": (lambda c, lo: Sum(danet.PAM(64, lowering=lo), danet.CAM()), "PAM + CAM (Dual NL)"),
-    "cs_nl": (lambda c, lo: Chain(danet.CAM(), danet.PAM(64, lowering=lo)), "CAM then PAM"),
+    "danet": (lambda c, lo: Sum(danet.PAM(64, lowering=lo), danet.CAM()),
+              "DANet PAM + CAM in parallel"),
     "dnl": (lambda c, lo: Eval(dnl.DisentangledNonLocal2d(lowering=lo)),
             "DisentangledNonLocal2d"),
     "denoised_nl": (lambda c, lo: Block(denoised_nl.rectified_attention, lowering=lo),
@@ -233,7 +236,7 @@ def rows(table="flanet", size=None, stride=None, channels=None, backbone=None, b
                 "train_memory_mb": memory_mib(fn, args, backward=True),
                 "paper_gflops": paper_gflops, "paper_memory_mb": paper_mb,
                 "ratio": g * per_mac / 2 / paper_gflops if paper_gflops else None})
-  for head in (list(HEADS) if nets is None else nets):
+  for head in (NETS if nets is None else nets):
     g = gflops(*net_program(head, size, batch, backbone, "direct"))
     fn, args = net_program(head, size, batch, backbone, attention)
     out.append({"block": f"net:{head}", "counts": "whole network", "table": table,
@@ -296,7 +299,7 @@ def main():
   a = p.parse_args()
   size = tuple(int(v) for v in a.size.lower().split("x")) if a.size else None
   records = rows(a.table, size, a.stride or None, a.channels or None, a.backbone, a.batch,
-                 _names(a.blocks, list(BLOCKS), "block"), _names(a.nets, list(HEADS), "net"),
+                 _names(a.blocks, list(BLOCKS), "block"), _names(a.nets, NETS, "net"),
                  a.attention)
   if a.json:
     print(json.dumps(records))

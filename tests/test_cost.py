@@ -38,8 +38,8 @@ def test_fla_core_flops_match_analytic():
   assert analytic <= got < 1.05 * analytic
 
 
-@pytest.mark.parametrize("name", ["fla", "channel_nl", "spatial_nl", "danet", "cs_nl", "emanet",
-                                  "ccnet"])
+@pytest.mark.parametrize("name", ["fla", "channel_nl", "spatial_nl", "dual_nl", "cs_nl", "ema",
+                                  "rcca"])
 def test_flanet_table3_reproduced(name):
   """At FLANet's setting (768x768 input, 96x96x512 map) every block with a figure in its
   Table 3 is within 2% of it."""

@@ -1,8 +1,11 @@
 """mmseg attention heads (attention-heads.md §7): every attention core against a naive numpy
-loop over the reference (torch, NCHW flattened row-major) semantics, the blocks' identity at
-init, the EMA bases, and every head and config end to end on tiny shapes."""
-import math
+loop over the reference (torch, NCHW flattened row-major) semantics; the DNL, CC (with its
+recurrence, block and whole CCHead) and ISA blocks with their real projections, every weight
+and BN statistic random, against numpy written from mmseg's code (tests/numpy_layers.py), not
+from flaseg's cores; the blocks' identity at init, the EMA bases, and every head and config end
+to end on tiny shapes."""
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -11,6 +14,8 @@ import pytest
 from flaseg.models import HEADS
 from flaseg.models.attention import spatial_attention
 from flaseg.models.heads import ccnet as cc, danet, dnl, emanet as ema, isanet as isa, nl
+from flaseg.models.lowering import DEFAULT
+import numpy_layers as npl
 
 TOL = dict(rtol=1e-5, atol=1e-5)
 B, H, W = 2, 3, 4   # H != W
@@ -58,6 +63,39 @@ def naive_nl(theta, phi, g, scale):
     for (y, x) in pos:
       a = _softmax(np.array([theta[b, y, x] @ phi[b, i, j] * scale for (i, j) in pos]))
       out[b, y, x] = sum(a[m] * g[b, i, j] for m, (i, j) in enumerate(pos))
+  return out
+
+
+def naive_dnl(theta, phi, g, mask, scale, temp):
+  """mmseg DisentangledNonLocal2d's core, one pixel at a time: (pairwise (B, H, W, E),
+  unary (B, E)); whitening by the means over the positions, logits * scale / temperature."""
+  b_, h, w, _ = theta.shape
+  pos = _positions(h, w)
+  pair, unary = np.zeros(g.shape), np.zeros((b_, g.shape[-1]))
+  for b in range(b_):
+    t_mean = sum(theta[b, i, j] for (i, j) in pos) / len(pos)
+    p_mean = sum(phi[b, i, j] for (i, j) in pos) / len(pos)
+    for (y, x) in pos:
+      logits = [(theta[b, y, x] - t_mean) @ (phi[b, i, j] - p_mean) * scale / temp
+                for (i, j) in pos]
+      a = _softmax(np.array(logits))
+      pair[b, y, x] = sum(a[m] * g[b, i, j] for m, (i, j) in enumerate(pos))
+    m = _softmax(np.array([mask[b, i, j, 0] for (i, j) in pos]))
+    unary[b] = sum(m[n] * g[b, i, j] for n, (i, j) in enumerate(pos))
+  return pair, unary
+
+
+def naive_cc(q, k, v):
+  """Criss-cross attention, one pixel at a time: one softmax over the H + W - 1 positions of
+  its column (i, x), i != y, and its row (y, j) (speedinghzl/CCNet `ca_weight`)."""
+  b_, h, w, _ = q.shape
+  out = np.zeros(v.shape)
+  for b in range(b_):
+    for y in range(h):
+      for x in range(w):
+        pos = [(i, x) for i in range(h) if i != y] + [(y, j) for j in range(w)]
+        a = _softmax(np.array([q[b, y, x] @ k[b, i, j] for (i, j) in pos]))
+        out[b, y, x] = sum(a[m] * v[b, i, j] for m, (i, j) in enumerate(pos))
   return out
 
 
@@ -112,45 +150,33 @@ def test_dnl_attention_matches_naive():
   mask = rng.normal(size=(B, H, W, 1))
   scale, temp = 4 ** -0.5, 0.05   # mmseg's temperature: logits x 20
   pairwise, unary = dnl.dnl_attention(*_f32(theta, phi, g, mask), scale, temp)
-  want_pair = np.zeros(g.shape)
-  want_unary = np.zeros((B, 3))
-  for b in range(B):
-    pos = _positions(H, W)
-    t_mean = sum(theta[b, i, j] for (i, j) in pos) / len(pos)
-    p_mean = sum(phi[b, i, j] for (i, j) in pos) / len(pos)
-    for (y, x) in pos:
-      logits = [(theta[b, y, x] - t_mean) @ (phi[b, i, j] - p_mean) / math.sqrt(4) / temp
-                for (i, j) in pos]
-      a = _softmax(np.array(logits))
-      want_pair[b, y, x] = sum(a[m] * g[b, i, j] for m, (i, j) in enumerate(pos))
-    m = _softmax(np.array([mask[b, i, j, 0] for (i, j) in pos]))
-    want_unary[b] = sum(m[n] * g[b, i, j] for n, (i, j) in enumerate(pos))
+  want_pair, want_unary = naive_dnl(theta, phi, g, mask, scale, temp)
   np.testing.assert_allclose(pairwise, want_pair, **TOL)
   np.testing.assert_allclose(unary, want_unary, **TOL)
 
 
 def test_dnl_block_adds_unary_term_before_conv_out():
+  """The whole block against numpy: x + BN(conv_out(pairwise + unary)), every weight and BN
+  statistic random, the core from `naive_dnl` (not flaseg's)."""
   rng = np.random.default_rng(3)
   c = 8
-  x = jnp.asarray(rng.normal(size=(B, H, W, c)), jnp.float32)
+  x = 0.5 * rng.normal(size=(B, H, W, c))
   block = dnl.DisentangledNonLocal2d()
-  v = block.init(jax.random.key(0), x)
+  v = block.init(jax.random.key(0), jnp.asarray(x, jnp.float32))
   assert set(v["params"]) == {"g", "theta", "phi", "conv_mask", "conv_out"}
   assert v["params"]["conv_mask"]["kernel"].shape == (1, 1, c, 1)
-  params = dict(v["params"])
-  bn_scale, bn_bias = rng.normal(size=c), rng.normal(size=c)
-  params["conv_out"] = {"conv": v["params"]["conv_out"]["conv"],
-                        "bn": {"scale": jnp.asarray(bn_scale, jnp.float32),
-                               "bias": jnp.asarray(bn_bias, jnp.float32)}}
-  got = block.apply({"params": params, "batch_stats": v["batch_stats"]}, x)
-  xp = np.asarray(x, np.float64)
-  proj = {k: xp @ np.asarray(params[k]["kernel"][0, 0], np.float64)
-          + np.asarray(params[k]["bias"], np.float64) for k in ("g", "theta", "phi", "conv_mask")}
-  pair, unary = dnl.dnl_attention(*_f32(proj["theta"], proj["phi"], proj["g"],
-                                        proj["conv_mask"]), (c // 2) ** -0.5, 0.05)
-  wo = np.asarray(params["conv_out"]["conv"]["kernel"][0, 0], np.float64)
-  bn = lambda t: t / np.sqrt(1 + 1e-5) * bn_scale + bn_bias
-  want = xp + bn((np.asarray(pair) + np.asarray(unary)[:, None, None, :]) @ wo)
+  v32, v64 = npl.random_variables(v, 3)
+  for k in ("theta", "phi"):   # keep the softmax (x 20 by the temperature) from saturating
+    v64["params"][k]["kernel"] = v64["params"][k]["kernel"] * 0.2
+    v32["params"][k]["kernel"] = jnp.asarray(v64["params"][k]["kernel"], jnp.float32)
+  p, st = v64["params"], v64["batch_stats"]
+  got = block.apply(v32, jnp.asarray(x, jnp.float32))
+  proj = {k: npl.conv(x, p[k]) for k in ("g", "theta", "phi", "conv_mask")}
+  pair, unary = naive_dnl(proj["theta"], proj["phi"], proj["g"], proj["conv_mask"],
+                          (c // 2) ** -0.5, 0.05)
+  y = npl.conv(pair + unary[:, None, None, :], p["conv_out"]["conv"])
+  bn_p, bn_s = p["conv_out"]["bn"], st["conv_out"]["bn"]
+  want = x + (y - bn_s["mean"]) / np.sqrt(bn_s["var"] + 1e-5) * bn_p["scale"] + bn_p["bias"]
   np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
 
 
@@ -201,34 +227,48 @@ def test_criss_cross_matches_explicit_loop(shape):
   rng = np.random.default_rng(7)
   q, k, v = (rng.normal(size=(b_, h, w, 3)), rng.normal(size=(b_, h, w, 3)),
              rng.normal(size=(b_, h, w, 4)))
-  want = np.zeros(v.shape)
-  for b in range(b_):
-    for y in range(h):
-      for x in range(w):
-        pos = [(i, x) for i in range(h) if i != y] + [(y, j) for j in range(w)]
-        assert len(pos) == h + w - 1
-        a = _softmax(np.array([q[b, y, x] @ k[b, i, j] for (i, j) in pos]))
-        want[b, y, x] = sum(a[m] * v[b, i, j] for m, (i, j) in enumerate(pos))
-  np.testing.assert_allclose(cc.criss_cross_attention(*_f32(q, k, v)), want, **TOL)
+  np.testing.assert_allclose(cc.criss_cross_attention(*_f32(q, k, v)), naive_cc(q, k, v), **TOL)
 
 
-def test_cc_block_wiring_and_shared_recurrence():
+def _naive_rcca(x, p, recurrence):
+  """mmcv CrissCrossAttention applied `recurrence` times with the same weights, numpy."""
+  for _ in range(recurrence):
+    x = x + p["gamma"] * naive_cc(npl.conv(x, p["query_conv"]), npl.conv(x, p["key_conv"]),
+                                  npl.conv(x, p["value_conv"]))
+  return x
+
+
+@pytest.mark.parametrize("recurrence", [1, 2])
+def test_cc_block_matches_naive_recurrence(recurrence):
+  """x <- x + gamma * CCA(q(x), k(x), v(x)), `recurrence` times with one set of weights."""
   rng = np.random.default_rng(8)
-  x = jnp.asarray(rng.normal(size=(B, H, W, 16)), jnp.float32)
-  block = cc.CrissCrossAttention()
-  p = dict(block.init(jax.random.key(0), x)["params"])
-  assert p["query_conv"]["kernel"].shape == (1, 1, 16, 2)   # C // 8
-  assert p["value_conv"]["kernel"].shape == (1, 1, 16, 16)
-  p["gamma"] = jnp.asarray(0.5)
-  xp = np.asarray(x, np.float64)
-  proj = [xp @ np.asarray(p[k]["kernel"][0, 0], np.float64) + np.asarray(p[k]["bias"])
-          for k in ("query_conv", "key_conv", "value_conv")]
-  want = xp + 0.5 * np.asarray(cc.criss_cross_attention(*_f32(*proj)), np.float64)
-  np.testing.assert_allclose(block.apply({"params": p}, x), want, rtol=1e-4, atol=1e-4)
-  head = cc.CCNetHead(num_classes=3, channels=16, aux_channels=8)
-  feats = _feats(1)
-  params = jax.eval_shape(head.init, jax.random.key(0), feats)["params"]
-  assert "cca" in params and not any(k.startswith("cca_") for k in params)
+  x = rng.normal(size=(B, H, W, 16))
+  block = cc.CrissCrossAttention(recurrence)
+  v32, v64 = npl.random_variables(block.init(jax.random.key(0), jnp.asarray(x, jnp.float32)), 8)
+  assert v64["params"]["query_conv"]["kernel"].shape == (1, 1, 16, 2)   # C // 8
+  assert v64["params"]["value_conv"]["kernel"].shape == (1, 1, 16, 16)
+  got = block.apply(v32, jnp.asarray(x, jnp.float32))
+  np.testing.assert_allclose(got, _naive_rcca(x, v64["params"], recurrence), rtol=1e-4,
+                             atol=1e-4)
+
+
+def test_cc_head_applies_rcca_twice():
+  """mmseg CCHead against numpy: convs_0 (3x3) -> RCCA (R = 2, shared weights) -> convs_1
+  (3x3) -> conv_cat(cat[x, y]) (3x3) -> conv_seg, eval mode, every weight and BN statistic
+  random. A head applying the attention once fails."""
+  head = cc.CCNetHead(num_classes=3, channels=16, aux_channels=0)
+  feats = _feats(1, 3, 4)
+  v32, v64 = npl.random_variables(head.init(jax.random.key(0), feats), 9)
+  p, st = v64["params"], v64["batch_stats"]
+  x = np.asarray(feats["c5"], np.float64)
+  y = npl.conv_bn_relu(x, p["convs_0"], st["convs_0"])
+  y = _naive_rcca(y, p["cca"], 2)
+  y = npl.conv_bn_relu(y, p["convs_1"], st["convs_1"])
+  y = npl.conv_bn_relu(np.concatenate([x, y], -1), p["conv_cat"], st["conv_cat"])
+  assert np.mean(y > 0) > 0.3   # the ReLUs leave the test something to compare
+  want = npl.conv(y, p["cls"]["conv_seg"])
+  got = head.apply(v32, feats)["out"]
+  np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
 
 
 def _naive_pad(x, lh, lw):
@@ -263,34 +303,59 @@ def test_isa_partition_regroup_unpartition(factor):
   np.testing.assert_array_equal(back, np.asarray(x, np.float32))
 
 
-def test_isa_two_stage_attention_matches_masked_naive():
-  """Global then local attention (identity projections, scale 1/sqrt(C)) equals attention over
-  the padded map restricted to pixels with the same (y % lh, x % lw), then to the same block;
-  the zero padding takes part as keys."""
+class _Relations(nn.Module):
+  """`isa.interlaced_relations` as a module of its own (ISAHead between in_conv and out_conv)."""
+  channels: int
+  down_factor: tuple
+  dtype = jnp.float32
+  lowering = DEFAULT
+
+  @nn.compact
+  def __call__(self, x):
+    return isa.interlaced_relations(self, x, self.channels, self.down_factor, False)
+
+
+def test_isa_relations_match_masked_naive():
+  """ISAHead's two relations with their real projections (mmseg SelfAttentionBlock: q and k
+  two 1x1 ConvBNReLU each, v a 1x1 conv with bias, scale channels^-0.5, output_project
+  ConvBNReLU), every weight and BN statistic random, eval mode, against numpy: attention over
+  the zero-padded map restricted to the pixels with the same (y % lh, x % lw), then to the
+  same lh x lw block; the padding pixels take part (projected) as in mmseg."""
   lh, lw = 2, 3
   rng = np.random.default_rng(10)
   x = rng.normal(size=(B, 5, 4, 3))
-  scale = 3 ** -0.5
+  module = _Relations(channels=4, down_factor=(lh, lw))
+  variables = module.init(jax.random.key(0), jnp.asarray(x, jnp.float32))
+  v32, v64 = npl.random_variables(variables, 10)
+  p, st = v64["params"], v64["batch_stats"]
   padded, top, left = _naive_pad(x, lh, lw)
   hp, wp = padded.shape[1:3]
 
-  def masked_attention(t, same):
-    out = np.zeros(t.shape)
+  def relation(t, name, same):
+    pp, ss = p[name], st[name]
+    q, k = t, t
+    for i in range(2):
+      q = npl.conv_bn_relu(q, pp[f"query_project_{i}"], ss[f"query_project_{i}"])
+      k = npl.conv_bn_relu(k, pp[f"key_project_{i}"], ss[f"key_project_{i}"])
+    v = npl.conv(t, pp["value_project"])
+    out = np.zeros(v.shape)
     for b in range(B):
       for (y, xx) in _positions(hp, wp):
         keys = [(i, j) for (i, j) in _positions(hp, wp) if same(y, xx, i, j)]
-        a = _softmax(np.array([t[b, y, xx] @ t[b, i, j] * scale for (i, j) in keys]))
-        out[b, y, xx] = sum(a[m] * t[b, i, j] for m, (i, j) in enumerate(keys))
-    return out
+        a = _softmax(np.array([q[b, y, xx] @ k[b, i, j] * 4 ** -0.5 for (i, j) in keys]))
+        out[b, y, xx] = sum(a[m] * v[b, i, j] for m, (i, j) in enumerate(keys))
+    return npl.conv_bn_relu(out, pp["output_project"], ss["output_project"])
 
-  want = masked_attention(padded, lambda y, xx, i, j: y % lh == i % lh and xx % lw == j % lw)
-  want = masked_attention(want, lambda y, xx, i, j: y // lh == i // lh and xx // lw == j // lw)
+  want = relation(padded, "global_relation",
+                  lambda y, xx, i, j: y % lh == i % lh and xx % lw == j % lw)
+  want = relation(want, "local_relation",
+                  lambda y, xx, i, j: y // lh == i // lh and xx // lw == j // lw)
   want = want[:, top:top + 5, left:left + 4]
-  t = isa.isa_partition(jnp.asarray(x, jnp.float32), (lh, lw))
-  t = spatial_attention(t, t, t, scale)
-  t = isa.isa_regroup(t, B, (lh, lw))
-  t = spatial_attention(t, t, t, scale)
-  np.testing.assert_allclose(isa.isa_unpartition(t, B, (5, 4), (lh, lw)), want, **TOL)
+  # The ReLUs leave something to compare, and the pixels of a block differ (a block-constant
+  # output would hide a mis-ordered regroup).
+  assert np.mean(want > 0) > 0.5 and np.std(want[:, :2, :3], axis=(1, 2)).max() > 1e-2
+  got = module.apply(v32, jnp.asarray(x, jnp.float32))
+  np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
 
 
 def _naive_em(feats, bases, stages):

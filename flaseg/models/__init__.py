@@ -38,6 +38,7 @@ from flaseg.models.heads.dnl import DNLHead
 from flaseg.models.heads.emanet import EMANetHead
 from flaseg.models.heads.fcn import FCNHead
 from flaseg.models.heads.fla import FLAHead
+from flaseg.models.heads.fla_ablation import FLAAblationHead
 from flaseg.models.heads.isanet import ISANetHead
 from flaseg.models.heads.nl import NLHead
 from flaseg.models.heads.reconet import RecoNetHead
@@ -69,6 +70,7 @@ HEADS = {
     "isanet": ISANetHead,
     "ccnet": CCNetHead,
     # paper heads
+    "fla_ablation": FLAAblationHead,
     "channel_nl": ChannelNLHead,
     "cs_nl": CSNLHead,
     "denoised_nl": DenoisedNLHead,
@@ -95,9 +97,10 @@ def build_model(cfg) -> Segmenter:
     raise ConfigError(f"config.model.head={cfg.head!r}: choose one of {sorted(HEADS)}")
   if cfg.dtype not in DTYPES:
     raise ConfigError(f"config.model.dtype={cfg.dtype!r}: choose one of {sorted(DTYPES)}")
-  common = dict(dtype=DTYPES[cfg.dtype],
-                lowering=Lowering(**_checked_kwargs(Lowering, cfg.get("lowering", {}),
-                                                    "config.model.lowering")))
+  lowering = _checked_kwargs(Lowering, cfg.get("lowering", {}), "config.model.lowering")
+  if cfg.get("attention"):  # issue 14's spelling of config.model.lowering.attention
+    lowering["attention"] = cfg.attention
+  common = dict(dtype=DTYPES[cfg.dtype], lowering=Lowering(**lowering))
   backbone_kwargs = dict(cfg.backbone)
   name = backbone_kwargs.pop("name", "resnet")
   if name not in BACKBONES:

@@ -1,4 +1,5 @@
-"""The official AttaNet (songqi-github/AttaNet AttaNet.py) as a torch module."""
+"""The official AttaNet (songqi-github/AttaNet AttaNet.py) as a torch module; `head.decode`
+is its head's forward after the backbone (for the head-only test)."""
 
 
 def attanet(torch, torchvision, num_classes):
@@ -65,7 +66,10 @@ def attanet(torch, torchvision, num_classes):
       x = r.layer1(r.maxpool(r.relu(r.bn1(r.conv1(x)))))
       f8 = r.layer2(x)
       f16 = r.layer3(f8)
-      f32 = r.layer4(f16)
+      return self.decode(f8, f16, r.layer4(f16))
+
+    def decode(self, f8, f16, f32):
+      """The official forward after the backbone: (out8, f32_up, f8)."""
       f16 = self.conv_head16(f16)
       atten = self.afm(f16, f32)
       f32_up = F.interpolate(self.conv_head32(f32) * atten, f16.shape[2:], mode="nearest")

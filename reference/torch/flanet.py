@@ -2,10 +2,15 @@
 
 * `deep_stem_resnet(depth, width, multi_grid)`: the official FLANet / DenoisedNL backbone.
 * `output_head(...)`: their output module (FLANetOutput, DenoisedNL's Output).
+* `fla_block(c, per_sample)`: the official `FullyAttentionalBlock`. By default its forward is
+  the official one line for line, `encode_h.repeat(width, 1, 1)` included: the (B * W, C, H)
+  columns are ordered (b, w), the repeated keys (w, b), so column w of sample b meets the keys
+  of sample (b * W + w) % B, i.e. samples mix when B > 1 (B = 1: the paper's Eq. 2-4).
+  `per_sample=True` uses `repeat_interleave` (every column with its own sample's keys, what
+  flaseg computes; the same cost).
 * `flanet(...)`: the official FLANet model.py's semantics (deep-stem dilated ResNet, FLA block,
-  FLANetOutput heads) with its module names, for BasicBlock or Bottleneck backbones. The FLA
-  block pairs every row/column with its own sample's encodings (the official code's
-  `repeat(w, 1, 1)` mixes samples when batch > 1; `repeat_interleave` costs the same).
+  FLANetOutput heads) with its module names, for BasicBlock or Bottleneck backbones; its FLA
+  block is `fla_block(channels, per_sample)`.
 """
 from flaseg.models import resnet
 from reference.torch.imports import import_torch
@@ -109,16 +114,13 @@ def output_head(cin: int, mid: int, num_classes: int, dropout: float, upsample: 
   return Output()
 
 
-def flanet(depth: int, num_classes: int, width: int = 64, channels: int = 512,
-           aux_channels: int = 64, dropout: float = 0.1):
-  """The official FLANet (model.py) as a torch module; see the module docstring."""
+def fla_block(c: int, per_sample: bool = False):
+  """The official `FullyAttentionalBlock(c)` as a torch module; see the module docstring."""
   torch = import_torch()
   nn, F = torch.nn, torch.nn.functional
 
   class FLA(nn.Module):
-    """FullyAttentionalBlock: the paper's Eq. 1-4, per sample."""
-
-    def __init__(self, c):
+    def __init__(self):
       super().__init__()
       self.conv1, self.conv2 = nn.Linear(c, c), nn.Linear(c, c)
       self.conv = nn.Sequential(nn.Conv2d(c, c, 3, 1, 1, bias=False), nn.BatchNorm2d(c),
@@ -126,16 +128,29 @@ def flanet(depth: int, num_classes: int, width: int = 64, channels: int = 512,
       self.gamma = nn.Parameter(torch.zeros(1))
 
     def forward(self, x):
-      b, c, h, w = x.shape
-      feat_h = x.permute(0, 3, 1, 2).contiguous().view(b * w, c, h)
-      feat_w = x.permute(0, 2, 1, 3).contiguous().view(b * h, c, w)
-      enc_h = self.conv1(F.avg_pool2d(x, [1, w]).view(b, c, h).permute(0, 2, 1))
-      enc_w = self.conv2(F.avg_pool2d(x, [h, 1]).view(b, c, w).permute(0, 2, 1))
-      a_h = torch.softmax(torch.matmul(feat_h, enc_h.repeat_interleave(w, 0)), -1)
-      a_w = torch.softmax(torch.matmul(feat_w, enc_w.repeat_interleave(h, 0)), -1)
-      aug_h = torch.bmm(a_h, feat_h).view(b, w, c, h).permute(0, 2, 3, 1)
-      aug_w = torch.bmm(a_w, feat_w).view(b, h, c, w).permute(0, 2, 1, 3)
+      b, _, h, w = x.shape
+      feat_h = x.permute(0, 3, 1, 2).contiguous().view(b * w, -1, h)
+      feat_w = x.permute(0, 2, 1, 3).contiguous().view(b * h, -1, w)
+      enc_h = self.conv1(F.avg_pool2d(x, [1, w]).view(b, -1, h).permute(0, 2, 1).contiguous())
+      enc_w = self.conv2(F.avg_pool2d(x, [h, 1]).view(b, -1, w).permute(0, 2, 1).contiguous())
+      if per_sample:
+        keys_h, keys_w = enc_h.repeat_interleave(w, 0), enc_w.repeat_interleave(h, 0)
+      else:  # the official code
+        keys_h, keys_w = enc_h.repeat(w, 1, 1), enc_w.repeat(h, 1, 1)
+      rel_h = torch.softmax(torch.matmul(feat_h, keys_h), -1)  # (b * w, c, c)
+      rel_w = torch.softmax(torch.matmul(feat_w, keys_w), -1)
+      aug_h = torch.bmm(rel_h, feat_h).view(b, w, -1, h).permute(0, 2, 3, 1)
+      aug_w = torch.bmm(rel_w, feat_w).view(b, h, -1, w).permute(0, 2, 1, 3)
       return self.conv(self.gamma * (aug_h + aug_w) + x)
+
+  return FLA()
+
+
+def flanet(depth: int, num_classes: int, width: int = 64, channels: int = 512,
+           aux_channels: int = 64, dropout: float = 0.1, per_sample: bool = False):
+  """The official FLANet (model.py) as a torch module; see the module docstring."""
+  torch = import_torch()
+  nn = torch.nn
 
   def Output(cin, mid):  # noqa: N802 (official FLANetOutput: upsamples first)
     return output_head(cin, mid, num_classes, dropout, upsample=True)
@@ -149,7 +164,7 @@ def flanet(depth: int, num_classes: int, width: int = 64, channels: int = 512,
                                 nn.BatchNorm2d(channels), nn.ReLU(),
                                 nn.Conv2d(channels, channels, 3, 1, 1, bias=False),
                                 nn.BatchNorm2d(channels), nn.ReLU())
-      self.fully = FLA(channels)
+      self.fully = fla_block(channels, per_sample)
       self.conv_out1 = Output(chans["c5"] + channels, channels)
       self.conv_out2 = Output(chans["c3"], aux_channels)
       self.conv_out3 = Output(chans["c4"], aux_channels)

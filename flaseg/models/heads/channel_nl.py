@@ -1,20 +1,15 @@
-"""Channel NL: an NL variant of FLANet's ablation (Song et al., AAAI 2022, Table 3).
+"""Channel NL: FLANet's ablation block (Song et al., AAAI 2022, Table 3 '+Channel NL') in
+FLANet's head: `fla_ablation.FLAAblationHead` with `block_type='channel_nl'`.
 
-Not in the official FLANet code (attention-heads.md §9). flaseg builds it from verified DANet
-(Fu et al., CVPR 2019) math inside FLANet's head, in place of the FLA block: y = x + gamma *
-CAM(x) (DANet channel attention, softmax of X Xᵀ over channels with DANet's max - energy
-trick; gamma init 0), then a 3x3 conv + BN + ReLU, i.e. the FLA block's skeleton with the
-C x C map computed once per image instead of per row / column.
+Not in the official FLANet code (attention-heads.md §9). FLANet defines Channel NL as the plain
+C x C similarity of X and its transpose (no convolutions): y = x + gamma * softmax_d(X^T X) X
+(gamma init 0), then a 3x3 ConvBNReLU, the FLA block's skeleton with the C x C map computed
+once per image instead of per row / column (`fla_ablation.channel_nl_attention`). DANet's CAM
+(softmax(max - energy)) stays in `danet`.
 """
-from flaseg.models.heads.danet import CAM
-from flaseg.models.heads.fla import FLANetHead
-from flaseg.models.layers import ConvBNReLU
+from flaseg.models.heads.fla_ablation import FLAAblationHead
 
 
-class ChannelNLHead(FLANetHead):
+class ChannelNLHead(FLAAblationHead):
   """FLANet head with a Channel NL block (FLANet Table 3 '+Channel NL')."""
-
-  def block(self, x, train):
-    y = CAM(name="channel")(x)
-    return ConvBNReLU(x.shape[-1], 3, dtype=self.dtype, lowering=self.lowering,
-                      name="block_conv")(y, train)
+  block_type: str = "channel_nl"

@@ -5,26 +5,30 @@ Reproduces CWanli/RecoNet `reconet.py` (attention-heads.md §8) on 'c5', plus th
   x = ConvBNReLU 3x3 (2048 -> 512)(layer4)
   TGM, rank R = 64: c_r = sigmoid(W^c_r GAP(x)) in R^C,  h_r in R^H,  w_r in R^W
   TRM: T = sum_r lambda_r c_r (x) h_r (x) w_r,  lambda = softmax(learnable, init ones)
+       (`released=True`: 1/R, and the two spatial factors on each other's axes; below)
   y = cat[x, ReLU(x * T)] -> conv6: 1x1 (1024 -> 512) + BN + ReLU + Dropout2d 0.05 + 1x1 -> K
   aux = PyTorch-Encoding FCNHead(1024 -> 256 -> K) on layer3
 
-Deviations from the released (work-in-progress) file:
-  * Spatial factors. The original pools x over (C, W) to a height profile (B, H) and over
-    (C, H) to a width profile (B, W) and maps each with a per-rank 1x1 conv that takes the
-    spatial length as channels: a dense L x L map, L = dim // 8 = 64 hard-coded, so only an
-    L x L feature map works. flaseg keeps that dense per-rank map (params (R, L, L), no bias,
-    kaiming fan_out init, sigmoid) but resamples the profile to length L first and the
-    result back to H (resp. W) afterwards, both bilinear with align_corners=True:
-      h_r = resize_{L->H}(sigmoid(W^h_r resize_{H->L}(mean_{C,W} x))),  w_r likewise.
-    With H = W = L both resizes are the identity and the original map is reproduced; other
-    sizes, H != W included, then work. `profile_size` sets L (64 in the original; set it to
-    the training feature size, 97 for 769 crops at OS8, so training is exactly the original).
-  * Axis order. The original's tensor `H` is x pooled over (C, H), i.e. the width profile,
-    and it is placed on the first spatial axis: T[c, i, j] = c[c] w[i] h[j] (the width
-    profile on the height axis), consistent only for square maps. flaseg puts the height
-    profile (mean over C, W) on the H axis and the width profile on the W axis.
-  * lambda. The original re-softmaxes an unregistered tensor, so lambda stays 1/R and is never
-    trained; flaseg registers it as a parameter (init ones, softmax over ranks), as intended.
+Two forms of TGM/TRM (`released`):
+
+  * `released=True`: the released (work-in-progress) file's computation, for an L x L map
+    only (L = `profile_size`, 64 in the file: `dim // 8`): per rank, a dense L x L map (1x1
+    conv taking the spatial length as channels, no bias, sigmoid) of the width profile
+    (mean over C and H, the file's tensor `H`) and of the height profile (mean over C and
+    W, its `W`); the reconstruction `bmm(bmm(C, H), W)` puts the WIDTH factor on the height
+    axis and the height factor on the width axis: T[i, j, c] = sum_r lam_r c_r[c]
+    w_r[i] h_r[j]; lambda = 1/R, fixed (the file re-softmaxes an unregistered tensor of ones,
+    so it never trains and stays uniform). Tested against a transcription of the file
+    (reference/torch/reconet.py) at its 64x64 map. The file's `conv1_2` is `width_kernel`,
+    its `conv1_3` `height_kernel`.
+  * `released=False` (default): flaseg's generalisation to any H, W, the paper's reading of
+    the factors. The height profile (mean over C, W) goes on the H axis and the width profile
+    on the W axis; the profiles are resampled to length L before the per-rank L x L maps and
+    the results back to H (resp. W) afterwards, both bilinear with align_corners=True:
+      h_r = resize_{L->H}(sigmoid(W^h_r resize_{H->L}(mean_{C,W} x))),  w_r likewise;
+    lambda = softmax of a learnable parameter (init ones, so 1/R at the start). At
+    H = W = L the resizes are the identity; the result still differs from the released file
+    (the axis placement and the trained lambda), so this is not the original on any map.
   * The aux FCN head is flaseg's `auxiliary_head` (Dropout2d, classifier init N(0, 0.01))
     where PyTorch-Encoding uses element-wise Dropout(0.1) and the default conv init.
 """
@@ -34,6 +38,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from flaseg.errors import ConfigError
 from flaseg.models.heads.fcn import auxiliary_head
 from flaseg.models.heads.head import Head
 from flaseg.models.layers import ConvBNReLU, Dropout2d, conv, resize_bilinear
@@ -57,19 +62,28 @@ def low_rank_tensor(lam, c, h, w):
 
 class TGMTRM(nn.Module):
   """Tensor generation (rank-`rank` sigmoid factors) and reconstruction; returns
-  cat[x, ReLU(x * T)]. See the module docstring for the spatial-factor generalisation."""
+  cat[x, ReLU(x * T)]. `released`: the released file's form (L x L maps only); see the module
+  docstring for both forms."""
   rank: int = 64
   profile_size: int = 64
+  released: bool = False
   dtype: Dtype = jnp.float32
 
   @nn.compact
   def __call__(self, x):
     _, height, width, c = x.shape
     r, l = self.rank, self.profile_size
+    if self.released and (height, width) != (l, l):
+      raise ConfigError(f"model.head_kwargs.released=True: the released RecoNet works on a "
+                        f"profile_size x profile_size map ({l}x{l}), got {height}x{width}; "
+                        f"set profile_size (crop / output stride) or released=False")
     w_c = self.param("channel_kernel", rank_init, (r, c, c), jnp.float32)
     w_h = self.param("height_kernel", rank_init, (r, l, l), jnp.float32)
     w_w = self.param("width_kernel", rank_init, (r, l, l), jnp.float32)
-    lam = jax.nn.softmax(self.param("lam", nn.initializers.ones, (r,), jnp.float32))
+    if self.released:
+      lam = jnp.full((r,), 1.0 / r, jnp.float32)
+    else:
+      lam = jax.nn.softmax(self.param("lam", nn.initializers.ones, (r,), jnp.float32))
     xf = x.astype(jnp.float32)
     c_r = jax.nn.sigmoid(jnp.einsum("bc,rcd->brd", xf.mean(axis=(1, 2)), w_c))
     # Profiles (B, L, 1) at the reference length L, mapped per rank, back to (B, R, H / W).
@@ -77,6 +91,8 @@ class TGMTRM(nn.Module):
     prof_w = resize_profile(xf.mean(axis=(1, 3))[:, :, None], l)[..., 0]
     h_r = jax.nn.sigmoid(jnp.einsum("bl,rlm->bmr", prof_h, w_h))
     w_r = jax.nn.sigmoid(jnp.einsum("bl,rlm->bmr", prof_w, w_w))
+    if self.released:  # the width factor on the H axis, the height factor on the W axis
+      h_r, w_r = w_r, h_r
     h_r = resize_profile(h_r, height).transpose(0, 2, 1)
     w_r = resize_profile(w_r, width).transpose(0, 2, 1)
     t = low_rank_tensor(lam, c_r, h_r, w_r).astype(x.dtype)
@@ -89,6 +105,7 @@ class RecoNetHead(Head):
   channels: int = 512
   rank: int = 64
   profile_size: int = 64
+  released: bool = False
   aux_channels: int = 256
   dropout: float = 0.05
 
@@ -97,7 +114,7 @@ class RecoNetHead(Head):
     x = feats["c5"]
     kw = self.layer_kw
     y = ConvBNReLU(self.channels, 3, **kw, name="feat")(x, train)
-    y = TGMTRM(self.rank, self.profile_size, self.dtype, name="decomp")(y)
+    y = TGMTRM(self.rank, self.profile_size, self.released, self.dtype, name="decomp")(y)
     y = ConvBNReLU(x.shape[-1] // 4, 1, **kw, name="conv6")(y, train)
     y = Dropout2d(self.dropout)(y, train)
     out = conv(self.num_classes, 1, bias=True, **kw, name="cls")(y)

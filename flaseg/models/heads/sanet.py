@@ -13,9 +13,11 @@ No official code is public (attention-heads.md §4); this follows the paper text
     merge as the sum of the four per-head logits at head 1's resolution ('out'); the paper's
     equation for it is not in the text.
   * SE head: "a structure of a SE module" trained with BCE on class presence: GAP(stage 4)
-    -> FC -> ReLU -> FC -> K logits ('se', shape (B, K)). "The channel number of the
-    intermediate FC layer of SE modules [is] 4": read as a reduction ratio of 4 (C / 4 units);
-    for the literal 4-unit bottleneck set `se_reduction` to C / 4.
+    -> FC -> ReLU -> FC -> K logits ('se', shape (B, K)). "[We] set the channel number of the
+    intermediate fully connected layer of SE modules to 4": flaseg reads it as SE's reduction
+    ratio (`se_reduction=4`: C / 4 = 512 units on ResNet's 2048-channel stage 4, the default),
+    since a 4-unit bottleneck would squeeze 2048 channels to 4 before predicting up to 60
+    classes; `se_channels=4` is the literal reading (4 units).
   * Auxiliary FCN head on stage 4 ('c5', "instead of the commonly used third stage"):
     PyTorch-Encoding FCNHead, 3x3 conv -> C/4 + BN + ReLU + Dropout 0.1 + 1x1 ('aux').
   Loss L = L_out + alpha L_se + beta L_aux; alpha, beta are `config.loss.weights`.
@@ -82,6 +84,7 @@ class SANetHead(Head):
   pool: int = 8
   sigmoid_attention: bool = True
   se_reduction: int = 4
+  se_channels: int = 0  # > 0: this many intermediate SE units instead of C / se_reduction
   aux_channels: int = 512
 
   @nn.compact
@@ -97,7 +100,8 @@ class SANetHead(Head):
       out = out + resize_bilinear(y, size, align_corners=True)
     c5 = feats["c5"]
     g = c5.mean(axis=(1, 2))
-    g = nn.Dense(max(c5.shape[-1] // self.se_reduction, 1), dtype=self.dtype,
+    se_units = self.se_channels or max(c5.shape[-1] // self.se_reduction, 1)
+    g = nn.Dense(se_units, dtype=self.dtype,
                  param_dtype=jnp.float32, name="se_fc1")(g)
     se = nn.Dense(self.num_classes, dtype=self.dtype, param_dtype=jnp.float32,
                   name="se_fc2")(nn.relu(g))
