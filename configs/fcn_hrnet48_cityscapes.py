@@ -44,5 +44,6 @@ def get_config(arg=None):
   c = hrnet_fcn(c)
   c.data.crop_size = (512, 1024)
   c.data.scale_range = (0.5, 2.0)
+  c.data.eval_resize = (0, 0)  # mmseg cityscapes.py's test Resize (2048, 1024): the image size
   c.checkpoint.every = 8000
   return config_lib.apply_smoke(c) if arg.smoke else c

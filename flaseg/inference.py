@@ -76,3 +76,33 @@ def predict_probs(logits_fn: Callable, images, *, mode: str = "whole", scales=(1
       p = p[:b] + p[b:, :, ::-1]
     probs = probs + p
   return probs / (len(scales) * (2 if flip else 1))
+
+
+def _source_taps(n_in, n_out, n_max: int, align_corners: bool):
+  """Bilinear taps (i0, i1, t) of `n_max` output positions resizing n_in -> n_out (traced
+  ints), as torch's F.interpolate (half-pixel with negatives clamped, or align_corners)."""
+  o = jnp.arange(n_max, dtype=jnp.float32)
+  n_in, n_out = n_in.astype(jnp.float32), n_out.astype(jnp.float32)
+  if align_corners:
+    src = o * (n_in - 1) / jnp.maximum(n_out - 1, 1)
+  else:
+    src = jnp.maximum((o + 0.5) * n_in / n_out - 0.5, 0.0)
+  src = jnp.minimum(src, n_in - 1)
+  i0 = jnp.floor(src).astype(jnp.int32)
+  i1 = jnp.minimum(i0 + 1, n_in.astype(jnp.int32) - 1)
+  return i0, i1, src - i0
+
+
+def resize_rows(x, sizes, out_shape: Sequence[int], out_sizes, align_corners: bool = False):
+  """Resizes row b's top-left `sizes[b]` = (h, w) region of x (B, H, W, C) bilinearly to
+  `out_sizes[b]` at the top-left of a (B, *out_shape, C) result (beyond it: edge values).
+  The per-row sizes are traced, so one compiled step serves every image size of a padded
+  batch (mmseg's resize of each prediction back to its image's original size)."""
+  oh, ow = int(out_shape[0]), int(out_shape[1])
+
+  def one(xb, size, out_size):
+    y0, y1, ty = _source_taps(size[0], out_size[0], oh, align_corners)
+    x0, x1, tx = _source_taps(size[1], out_size[1], ow, align_corners)
+    rows = xb[y0] * (1 - ty)[:, None, None] + xb[y1] * ty[:, None, None]
+    return rows[:, x0] * (1 - tx)[None, :, None] + rows[:, x1] * tx[None, :, None]
+  return jax.vmap(one)(x, sizes, out_sizes)

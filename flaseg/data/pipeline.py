@@ -19,6 +19,10 @@ from flaseg.data import transforms
 from flaseg.errors import ConfigError
 
 
+# config.data.photometric: the colour augmentation of training crops.
+PHOTOMETRIC = ("jitter", "mmseg")
+
+
 def _train_example(element: dict) -> dict:
   """Keeps the arrays a train step needs: uint8 image and int32 label."""
   return {"image": element["image"], "label": element["label"].astype(np.int32)}
@@ -28,7 +32,9 @@ def train_dataset(source, *, batch_size: int, crop_size: Sequence[int],
                   scale_range: Sequence[float] = (0.5, 2.0), flip: bool = True,
                   color_jitter: float = 0.25, seed: int = 0, process_index: int = 0,
                   process_count: int = 1, num_threads: int = 2,
-                  ignore_label: int = 255) -> grain.IterDataset:
+                  ignore_label: int = 255, photometric: str = "jitter",
+                  cat_max_ratio: float = 1.0, upsize_crop: bool = False,
+                  rotate90: float = 0.0) -> grain.IterDataset:
   """Infinite stream of augmented train batches for this process.
 
   Yields `{"image": uint8 (batch_size, h, w, 3), "label": int32 (batch_size, h, w)}` with
@@ -39,11 +45,24 @@ def train_dataset(source, *, batch_size: int, crop_size: Sequence[int],
   whatever the number of processes (so are the per-row dropout masks), and processes see
   disjoint examples within an epoch. Crops reaching past a (scaled) image are padded with
   image 0 and label `ignore_label`.
+
+  `photometric` is "jitter" (`transforms.ColorJitter` of strength `color_jitter`, 0 for none)
+  or "mmseg" (mmseg's `PhotoMetricDistortion` of the unpadded crop, as mmseg pads after it;
+  `color_jitter` unused); `cat_max_ratio`, `upsize_crop` and `rotate90` are
+  `transforms.RandomScaleCropFlip`'s options (mmseg's and AttaNet's crops).
   """
+  if photometric not in PHOTOMETRIC:
+    raise ConfigError(f"config.data.photometric={photometric!r}: expected one of "
+                      f"{', '.join(map(repr, PHOTOMETRIC))}")
+  mmseg = photometric == "mmseg"
   ds = grain.MapDataset.source(source).shuffle(seed=seed).repeat()
-  ds = ds.random_map(transforms.RandomScaleCropFlip(crop_size, scale_range, flip, ignore_label),
-                     seed=seed + 1)
-  if color_jitter:
+  ds = ds.random_map(transforms.RandomScaleCropFlip(
+      crop_size, scale_range, flip, ignore_label, cat_max_ratio=cat_max_ratio,
+      upsize_crop=upsize_crop, rotate90=rotate90, pad=not mmseg), seed=seed + 1)
+  if mmseg:
+    ds = ds.random_map(transforms.PhotoMetricDistortion(), seed=seed + 2)
+    ds = ds.map(transforms.PadCrop(crop_size, ignore_label))
+  elif color_jitter:
     ds = ds.random_map(transforms.ColorJitter(color_jitter, color_jitter, color_jitter),
                        seed=seed + 2)
   ds = ds.map(_train_example).batch(batch_size, drop_remainder=True)
@@ -69,7 +88,7 @@ def _fixed_shape(pad_to):
 
 def eval_batches(source, *, batch_size: int, process_index: int = 0, process_count: int = 1,
                  pad_to: Optional[Sequence[int]] = None,
-                 ignore_label: int = 255) -> Iterator[dict]:
+                 ignore_label: int = 255, original_labels: bool = False) -> Iterator[dict]:
   """Yields this process's eval batches, in order, without augmentation.
 
   Process p reads examples p, p + process_count, ...; every process yields
@@ -80,6 +99,11 @@ def eval_batches(source, *, batch_size: int, process_index: int = 0, process_cou
   process, so that the eval step compiles once (an image larger than `pad_to` is a
   ValueError); with `pad_to` None or (0, 0) to the largest H and W of each batch. The last
   batches are filled with blank examples, `valid=False` and `index=-1`.
+
+  `original_labels`: "label" holds the examples' "original_label" (the label before
+  config.data.eval_resize; the label itself where there is none), padded like the images, and
+  the batch adds "resized_label" (the labels at the images' size), "size" and "label_size"
+  (B, 2) int32: each image's and original label's (H, W).
   """
   fixed = _fixed_shape(pad_to)
   indices = list(range(process_index, len(source), process_count))
@@ -113,4 +137,29 @@ def eval_batches(source, *, batch_size: int, process_index: int = 0, process_cou
     valid = np.arange(batch_size) < len(examples)
     index = np.full((batch_size,), -1, np.int32)
     index[:len(examples)] = batch_indices
-    yield {"image": images, "label": labels, "valid": valid, "index": index}
+    batch = {"image": images, "label": labels, "valid": valid, "index": index}
+    if original_labels:
+      batch.update(_original_labels(examples, batch_size, fixed, ignore_label), resized_label=labels,
+                   size=np.array([ex["label"].shape for ex in examples] +
+                                 [(1, 1)] * (batch_size - len(examples)), np.int32).reshape(-1, 2))
+    yield batch
+
+
+def _original_labels(examples: list, batch_size: int, fixed, ignore_label: int) -> dict:
+  """"label" and "label_size" of an original_labels batch (see `eval_batches`)."""
+  originals = [ex.get("original_label", ex["label"]) for ex in examples]
+  if fixed:
+    h, w = fixed
+    for ex, lab in zip(examples, originals):
+      if lab.shape[0] > h or lab.shape[1] > w:
+        raise ConfigError(f"eval label {ex.get('name', '')} is {lab.shape[0]}x{lab.shape[1]} "
+                          f"(HxW) before eval_resize, larger than pad_to=({h}, {w}) "
+                          f"(config.eval.pad_to)")
+  else:
+    h = max([lab.shape[0] for lab in originals] + [1])
+    w = max([lab.shape[1] for lab in originals] + [1])
+  labels = np.full((batch_size, h, w), ignore_label, np.int32)
+  for k, lab in enumerate(originals):
+    labels[k, :lab.shape[0], :lab.shape[1]] = lab
+  sizes = [lab.shape for lab in originals] + [(1, 1)] * (batch_size - len(originals))
+  return {"label": labels, "label_size": np.array(sizes, np.int32).reshape(-1, 2)}
