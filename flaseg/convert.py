@@ -82,28 +82,49 @@ def read_state_dict(path: str) -> dict:
   if path.endswith(".safetensors"):
     try:
       from safetensors.numpy import load_file
-    except ImportError as e:
-      raise ImportError(f"reading {path} needs the `safetensors` package") from e
-    sd = load_file(path)
+    except ImportError:
+      raise ConversionError(f"reading {path} needs the safetensors package: pip install "
+                            "'flaseg[safetensors]'") from None
+    sd = _read(load_file, path)
   elif path.endswith(".npz"):
-    with np.load(path) as f:
-      sd = {k: f[k] for k in f.files}
+    def load_npz(p):  # allow_pickle=False: an object array is refused, never unpickled
+      with np.load(p, allow_pickle=False) as f:
+        return {k: f[k] for k in f.files}
+    sd = _read(load_npz, path)
   else:
     try:
       import torch
-    except ImportError as e:
-      raise ImportError(f"reading {path} needs torch (CPU is enough); or save the state "
-                        "dict as .npz / .safetensors") from e
-    sd = torch.load(path, map_location="cpu", weights_only=True)
+    except ImportError:
+      raise ConversionError(f"reading {path} needs torch (CPU is enough); or save the state "
+                            "dict as .npz / .safetensors") from None
+    # weights_only=True: a pickle that would build any object but tensors and plain
+    # containers (i.e. run code) is refused before anything of it runs.
+    sd = _read(lambda p: torch.load(p, map_location="cpu", weights_only=True), path)
   for key in ("state_dict", "model"):
     if isinstance(sd, dict) and isinstance(sd.get(key), dict):
       sd = sd[key]
+  if not isinstance(sd, dict):
+    raise ConversionError(f"{path} holds a {type(sd).__name__}, not a state dict "
+                          f"({{name: tensor}})")
   out = {}
   for k, v in sd.items():
     if k.startswith("module."):
       k = k[len("module."):]
     out[k] = _to_numpy(v)
   return out
+
+
+def _read(load, path: str):
+  """`load(path)`, with anything a damaged or hostile file raises as one ConversionError."""
+  try:
+    return load(path)
+  except Exception as e:  # torch / safetensors / numpy raise many types for a bad file
+    text = " ".join(str(e).split())
+    if "weights_only" in text or "Unsupported global" in text:
+      raise ConversionError(
+          f"refused {path}: it holds pickled Python objects besides tensors, which could run "
+          f"code when loaded ({text[:200]}); save only the state dict (tensors)") from None
+    raise ConversionError(f"cannot read {path}: {type(e).__name__}: {text[:300]}") from None
 
 
 def _to_numpy(v) -> np.ndarray:
@@ -307,6 +328,7 @@ def convert(state_dict: dict, source: str, target: dict, backbone_cfg, part: str
   flat_target = {(coll,) + p: v for coll in target for p, v in _flatten(target[coll]).items()}
 
   missing, shapes, no_name, out, used = [], [], [], {}, set()
+  not_float, not_finite = [], []
   for (coll, *path), leaf_value in sorted(flat_target.items()):
     path = tuple(path)
     if part == "backbone" and path[0] != "backbone":
@@ -334,13 +356,22 @@ def convert(state_dict: dict, source: str, target: dict, backbone_cfg, part: str
       shapes.append(f"{name}: checkpoint {tuple(sd[name].shape)} -> {x.shape}, flaseg "
                     f"{'/'.join((coll,) + path)} {want}")
       continue
+    if not np.issubdtype(x.dtype, np.floating):
+      not_float.append(f"{name}: {x.dtype} (for {'/'.join((coll,) + path)})")
+      continue
+    if not np.isfinite(x).all():
+      not_finite.append(f"{name}: {int(np.sum(~np.isfinite(x)))} of {x.size} values are "
+                        f"NaN or Inf")
+      continue
     out[(coll,) + path] = x.astype(np.float32)
   unexpected = sorted(set(sd) - used)
-  if missing or unexpected or shapes or no_name:
+  if missing or unexpected or shapes or no_name or not_float or not_finite:
     lines = [f"checkpoint does not match the model (source={source}, part={part}):"]
     for title, names in (("missing in the checkpoint", missing),
                          ("unexpected in the checkpoint", unexpected),
                          ("wrong shape", shapes),
+                         ("not floating point", not_float),
+                         ("not finite", not_finite),
                          (f"flaseg variables with no {source} name", no_name)):
       if names:
         lines.append(f"  {title} ({len(names)}):")
@@ -439,21 +470,72 @@ def _replace(tree, flat, prefix):
 # ---------------------------------------------------------------------------------------
 # CLI.
 
+def check_out(out: str) -> str:
+  """`--out` must be a new folder in a writable parent (checked before any work, so that a
+  conversion never fails, or hangs, at the end)."""
+  from flaseg.workdir import check_writable
+  out = os.path.abspath(out)
+  if os.path.exists(out):
+    raise ConfigError(f"--out={out} exists; give a new folder (nothing is overwritten)")
+  parent = os.path.dirname(out)
+  if not os.path.isdir(parent):
+    raise NotFoundError(f"--out={out}: parent folder {parent} does not exist")
+  check_writable(parent, "--out's parent folder")
+  return out
+
+
 def main(argv):
   del argv
   from absl import flags
   f = flags.FLAGS
+  try:
+    run(f.config, f.source, f.checkpoint, f.out, f.part)
+  except UserError as e:  # bad input; anything else is a bug and shows its traceback
+    fail(e)
+
+
+def run(config, source: str, checkpoint: str, out: str, part: str = "") -> str:
+  """The CLI's work: converts `checkpoint` for the model of `config` into the new folder `out`."""
   start = time.time()
-  source = ALIASES.get(f.source, f.source)
-  sd = read_state_dict(f.checkpoint)
-  part = f.part or default_part(sd, source)
-  target = abstract_variables(f.config)
-  variables = convert(sd, source, target, f.config.model.backbone, part)
-  out = save_converted(variables, f.out)
+  source = ALIASES.get(source, source)
+  if not config.model.num_classes:
+    raise ConfigError("config.model.num_classes=0 means 'the dataset's', which a conversion "
+                      "does not read: pass --config.model.num_classes=K")
+  out = check_out(out)
+  sd = read_state_dict(checkpoint)
+  part = part or default_part(sd, source)
+  target = abstract_variables(config)
+  variables = convert(sd, source, target, config.model.backbone, part)
+  out = save_converted(variables, out)
   n = sum(int(np.size(v)) for v in _flatten(variables["params"]).values())
-  print(f"converted {f.checkpoint} ({source}, {part}: {n:,} parameters) -> {out} in "
+  print(f"converted {checkpoint} ({source}, {part}: {n:,} parameters) -> {out} in "
         f"{time.time() - start:.1f} s; train from it with "
         f"config.init.{'backbone' if part == 'backbone' else 'checkpoint'}={out}")
+  return out
+
+
+def fail(e: BaseException):
+  """A user error: its message (a conversion error keeps its list of names, one per line),
+  exit status 2."""
+  import sys
+  if os.environ.get("FLASEG_DEBUG"):
+    raise e
+  print(f"flaseg.convert: error: {str(e).strip()}", file=sys.stderr)
+  sys.exit(2)
+
+
+def parse_flags(argv):
+  """absl flag parsing, with a bad flag, value or config file as one line."""
+  from absl import flags
+  for i, arg in enumerate(argv[1:], 1):
+    if arg == "--config" and i + 1 < len(argv):
+      arg = "--config=" + argv[i + 1]
+    if arg.startswith("--config=") and not os.path.isfile(arg[len("--config="):].split(":")[0]):
+      fail(ConfigError(f"--config: no such config file {arg[len('--config='):].split(':')[0]}"))
+  try:
+    return flags.FLAGS(argv)
+  except (flags.Error, KeyError, AttributeError, TypeError, ValueError) as e:
+    fail(UserError(" ".join(str(e).split())))
 
 
 if __name__ == "__main__":
@@ -468,4 +550,4 @@ if __name__ == "__main__":
                     "What to convert; default: 'model' for whole mmseg / flanet / "
                     "denoised_nl / attanet checkpoints, else 'backbone'.")
   flags.mark_flags_as_required(["config", "source", "checkpoint", "out"])
-  app.run(main)
+  app.run(main, flags_parser=parse_flags)

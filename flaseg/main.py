@@ -11,6 +11,7 @@ Multi-host (one process per host, same command on every host; README "Multi-host
   python -m flaseg.main --config=... --workdir=SHARED_DIR --jax_distributed \
       --coordinator_address=HOST0:1234 --num_processes=2 --process_id=0        # anywhere else
 """
+import logging as std_logging
 import os
 import sys
 
@@ -38,9 +39,19 @@ flags.DEFINE_integer("process_id", None,
                      "implies --jax_distributed.")
 flags.mark_flags_as_required(["config", "workdir"])
 
+class _OrbaxSaveThreadErrors(std_logging.Filter):
+  """Drops the errors orbax logs (with their traceback) from its background save threads:
+  `wait_until_finished` raises them again and flaseg reports them in one line."""
+
+  def filter(self, record):
+    return not (record.levelno >= std_logging.ERROR and "orbax" in record.pathname
+                and record.threadName != "MainThread")
+
+
 def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)  # Orbax logs every file it renames at INFO.
+  logging.get_absl_handler().addFilter(_OrbaxSaveThreadErrors())
   try:
     init_distributed()
   except (ValueError, TypeError, RuntimeError) as e:  # e.g. no coordinator, unreachable
@@ -93,12 +104,25 @@ def fail(e: BaseException):
   if os.environ.get("FLASEG_DEBUG"):
     raise e
   print(f"flaseg: error: {one_line(e)}", file=sys.stderr)
-  sys.exit(2)
+  quiet_exit(2)
+
+
+def quiet_exit(status: int):
+  """Exits with nothing printed after the message: orbax's background futures and asyncio
+  would report a failed save again while the interpreter shuts down (the save is already
+  finished or removed by then)."""
+  std_logging.getLogger("asyncio").setLevel(std_logging.CRITICAL + 1)
+  logging.set_verbosity(logging.FATAL)
+  sys.unraisablehook = lambda unraisable: None
+  sys.stderr.flush()
+  sys.exit(status)
 
 
 def parse_flags(argv):
   """absl flag parsing, with a bad config file, arg or `--config.key=value` as one line."""
-  for arg in argv[1:]:
+  for i, arg in enumerate(argv[1:], 1):
+    if arg in ("--config", "-config") and i + 1 < len(argv):  # absl also takes `--config PATH`
+      arg = "--config=" + argv[i + 1]
     if arg.startswith("--config="):
       path = arg[len("--config="):].split(":")[0]
       if not os.path.isfile(path):

@@ -1,13 +1,21 @@
-"""The run's folder: its absolute path, created if its parent exists, and the multi-host check
-that every process sees it."""
+"""The run's folder: its absolute path, created if its parent exists and checked writable, the
+lock that keeps a second run out, metrics.jsonl cut back to a resumed checkpoint, and the
+multi-host check that every process sees it."""
+import datetime
+import json
 import os
+import socket
 
 import jax
 import numpy as np
+from absl import logging
 from jax.experimental import multihost_utils
 
-from flaseg.errors import ConfigError, NotFoundError
+from flaseg.errors import ConfigError, NotFoundError, UserError
 from flaseg.reporting import is_main
+
+LOCK = "flaseg.lock"
+METRICS_SET_ASIDE = "metrics_set_aside.jsonl"
 
 
 def abs_workdir(workdir: str) -> str:
@@ -25,8 +33,106 @@ def prepare_workdir(workdir: str) -> str:
   parent = os.path.dirname(workdir)
   if not os.path.isdir(parent):
     raise NotFoundError(f"--workdir={workdir}: parent folder {parent} does not exist")
-  os.makedirs(workdir, exist_ok=True)
+  check_writable(workdir, "--workdir")
   return workdir
+
+
+def check_writable(folder: str, what: str) -> None:
+  """Creates `folder` if needed and writes and removes a test file in it, so that a folder
+  that cannot be written is one line at the start, not a failure (or a hang) at the first
+  save. `what` names the flag or config key in the message."""
+  if os.path.exists(folder) and not os.path.isdir(folder):
+    raise ConfigError(f"{what}={folder} is a file, not a folder")
+  test = os.path.join(folder, f".flaseg_write_test_{os.getpid()}")
+  try:
+    os.makedirs(folder, exist_ok=True)
+    with open(test, "w") as f:
+      f.write("flaseg")
+    os.remove(test)
+  except OSError as e:
+    raise ConfigError(f"{what}={folder} is not writable: {e.strerror or e}") from None
+
+
+class Lock:
+  """workdir/flaseg.lock (host, pid, start time) while a training run uses the workdir:
+  a second run is refused; the lock of a process that is gone (same host) is taken over with a
+  warning. Process 0 holds it; a lock on another host is only removed by hand."""
+
+  def __init__(self, workdir: str):
+    self.path = os.path.join(workdir, LOCK)
+    self.held = False
+
+  def __enter__(self):
+    if not is_main():
+      return self
+    me = {"host": socket.gethostname(), "pid": os.getpid(),
+          "start": datetime.datetime.now().isoformat(timespec="seconds")}
+    for _ in range(2):
+      try:
+        fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+      except FileExistsError:
+        self._take_over_if_stale(me["host"])
+        continue
+      with os.fdopen(fd, "w") as f:
+        json.dump(me, f)
+      self.held = True
+      return self
+    raise UserError(f"cannot lock {self.path}")
+
+  def _take_over_if_stale(self, host: str) -> None:
+    try:
+      with open(self.path) as f:
+        owner = json.load(f)
+      pid = int(owner["pid"])
+    except (OSError, ValueError, KeyError, TypeError):
+      owner, pid = {}, None
+    if owner and (owner.get("host") != host or _alive(pid)):
+      raise UserError(
+          f"workdir {os.path.dirname(self.path)} is in use by pid {pid} on "
+          f"{owner.get('host')} since {owner.get('start')}; if that run is gone, delete "
+          f"{self.path}")
+    logging.warning("taking over the stale lock %s (%s: that process is gone)", self.path,
+                    owner or "unreadable")
+    os.remove(self.path)
+
+  def __exit__(self, *exc):
+    if self.held:
+      os.remove(self.path)
+      self.held = False
+
+
+def _alive(pid) -> bool:
+  try:
+    os.kill(pid, 0)
+  except ProcessLookupError:
+    return False
+  except PermissionError:  # another user's process
+    return True
+  return True
+
+
+def truncate_metrics(workdir: str, step: int) -> int:
+  """Moves the records of metrics.jsonl after `step` (the step resumed from: a run killed
+  after its last checkpoint logged them, and they are about to be run again) to
+  workdir/metrics_set_aside.jsonl, so that no step appears twice. Returns how many moved."""
+  path = os.path.join(workdir, "metrics.jsonl")
+  if not is_main() or not os.path.isfile(path):
+    return 0
+  with open(path) as f:
+    lines = [line for line in f if line.strip()]
+  def later(line):
+    try:
+      return json.loads(line).get("step", 0) > step
+    except ValueError:  # a line cut short by a kill
+      return True
+  moved = [line for line in lines if later(line)]
+  if moved:
+    with open(os.path.join(workdir, METRICS_SET_ASIDE), "a") as f:  # first: nothing is lost
+      f.writelines(moved)
+    with open(path + ".tmp", "w") as f:
+      f.writelines(line for line in lines if not later(line))
+    os.replace(path + ".tmp", path)
+  return len(moved)
 
 
 def check_shared_workdir(workdir: str) -> None:

@@ -191,7 +191,7 @@ def test_corrupt_checkpoint_is_reported_and_kept(uninterrupted, tmp_path):
   before = sorted(os.listdir(os.path.join(workdir, "checkpoints")))
   res = _run(workdir, "--config.train.steps=20", check=False)
   assert res.returncode != 0 and "Traceback" not in res.stderr
-  assert "cannot restore checkpoint" in res.stderr and "checkpoints/10" in res.stderr
+  assert "checkpoints/10 is corrupt" in res.stderr and "verify: steps 9" in res.stderr
   assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == before
   with open(os.path.join(state_dir, "_METADATA"), "rb") as f:
     assert f.read() == b"garbage"

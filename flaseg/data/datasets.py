@@ -56,33 +56,58 @@ CONTEXT_60 = Meta("PASCAL Context", classes.CONTEXT_CLASSES_60, classes.CONTEXT_
 # Reading and checking one example.
 
 
+# PIL modes of 16-bit (and 32-bit integer) single-channel images.
+_WIDE_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+
+
 def read_image(path: str) -> np.ndarray:
-  """uint8 (H, W, 3) RGB (grey and CMYK JPEGs, e.g. in ADE20K, are converted)."""
-  try:
-    with Image.open(path) as im:
-      return np.asarray(im.convert("RGB"))
-  except Exception as e:  # PIL raises OSError, SyntaxError, ValueError, zlib.error, ...
-    raise DatasetError(f"cannot read image {path}: {type(e).__name__}: {e}") from e
-
-
-def read_label(path: str) -> np.ndarray:
-  """uint8 (H, W) raw label values: the grey level, or the palette index of a 'P' PNG (VOC's
-  SegmentationClass), never its colour."""
+  """uint8 (H, W, 3) RGB (grey and CMYK JPEGs, e.g. in ADE20K, are converted). A 16-bit grey
+  image is scaled to 8 bits (v * 255 / 65535, rounded), never clipped; PIL reads 16-bit RGB
+  PNGs as 8-bit already. Float images are refused."""
   try:
     with Image.open(path) as im:
       mode = im.mode
-      label = np.asarray(im) if mode in ("L", "P") else None
+      if mode in _WIDE_MODES:
+        wide = np.asarray(im)
+      elif mode != "F":
+        return np.asarray(im.convert("RGB"))
+  except Exception as e:  # PIL raises OSError, SyntaxError, ValueError, zlib.error, ...
+    raise DatasetError(f"cannot read image {path}: {type(e).__name__}: {e}") from e
+  if mode == "F":
+    raise DatasetError(f"image {path} is a floating-point (mode F) image; expected 8- or "
+                       f"16-bit RGB or grey")
+  if wide.min() < 0 or wide.max() > 65535:
+    raise DatasetError(f"image {path} is a mode {mode} image with values {wide.min()}.."
+                       f"{wide.max()}; expected 8- or 16-bit RGB or grey")
+  grey = np.round(wide.astype(np.float64) * (255.0 / 65535.0)).astype(np.uint8)
+  return np.repeat(grey[..., None], 3, axis=-1)
+
+
+def read_label(path: str) -> np.ndarray:
+  """(H, W) raw label values: the grey level, or the palette index of a 'P' PNG (VOC's
+  SegmentationClass), never its colour; uint8, or uint16 for a 16-bit PNG (values kept as
+  they are, so that ids above 255 reach `map_label` and its message)."""
+  try:
+    with Image.open(path) as im:
+      mode = im.mode
+      label = np.asarray(im) if mode in ("L", "P") + _WIDE_MODES else None
   except Exception as e:
     raise DatasetError(f"cannot read label {path}: {type(e).__name__}: {e}") from e
   if label is None:
     raise DatasetError(f"label {path} is a mode {mode} image; expected a single-channel "
                        f"(grey or palette-indexed) PNG of class ids")
+  if label.dtype != np.uint8:
+    if label.min() < 0 or label.max() > 65535:
+      raise DatasetError(f"label {path} has values {label.min()}..{label.max()}; expected "
+                         f"class ids 0..65535")
+    label = label.astype(np.uint16)
   return label
 
 
 def map_label(raw: np.ndarray, lut: np.ndarray, where: str, title: str) -> np.ndarray:
   """Raw label values -> train ids through `lut`; values the dataset never uses are an error."""
-  mapped = lut[raw]
+  inside = raw < len(lut)
+  mapped = np.where(inside, lut[np.where(inside, raw, 0)], -1)
   if (mapped < 0).any():
     bad = np.unique(raw[mapped < 0])
     shown = ", ".join(str(v) for v in bad[:8]) + (", ..." if len(bad) > 8 else "")
@@ -114,8 +139,9 @@ class Source:
   Subclasses implement `_read(i) -> (image, label, name)` for raw example `i` (raising
   DatasetError for bad data). `resize=(short, long)` rescales image (bilinear) and label
   (nearest) with `rescaled_size` and records the size before in "original_size", which
-  flaseg.export uses to write predictions at the original resolution. `ignore_label` is the
-  label of ignored pixels (an int in K..255).
+  flaseg.export uses to write predictions at the original resolution, and the label before in
+  "original_label" (config.eval.original_labels scores against it, as mmseg does).
+  `ignore_label` is the label of ignored pixels (an int in K..255).
   """
 
   def __init__(self, meta: Meta, split: str, size: int, resize: Sequence[int] = (0, 0),
@@ -149,7 +175,8 @@ class Source:
       new_h, new_w = rescaled_size(h, w, *self.resize)
       if (new_h, new_w) != (h, w):
         example.update(image=_resize(image, new_h, new_w, Image.BILINEAR),
-                       label=_resize(label, new_h, new_w, Image.NEAREST), original_size=(h, w))
+                       label=_resize(label, new_h, new_w, Image.NEAREST), original_size=(h, w),
+                       original_label=label)
     return example
 
   def drop_corrupt(self, num_threads: int = 2) -> list:
