@@ -14,3 +14,14 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO not in sys.path:
   sys.path.insert(0, REPO)
+
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def own_data_run(tmp_path_factory):
+  """README "Your own images and data": a folder dataset, photos, and a `:smoke` run trained
+  on the folder by the README's command (tests/own_data.py), once per session."""
+  import own_data
+  return own_data.make_run(tmp_path_factory.mktemp("own_data"))

@@ -7,7 +7,11 @@ datasets (flaseg.data.datasets) read `config.data.root` in each download's layou
 same value to `pipeline.train_dataset(..., ignore_label=)` and `pipeline.eval_batches(...,
 ignore_label=)`, which pad with it.
 """
-from flaseg.data import classes, datasets, pipeline
+import os
+
+import numpy as np
+
+from flaseg.data import classes, datasets, folder, pipeline
 from flaseg.data.synthetic import SyntheticScenes
 from flaseg.errors import ConfigError
 
@@ -28,10 +32,32 @@ DATASETS = {
     "ade20k": datasets.ade20k,
     "voc": datasets.voc,
     "pascal_context": datasets.pascal_context,
+    "folder": folder.folder,
 }
 
 
-def build_source(cfg, split: str, seed: int = 0):
+def _check_name(cfg):
   if cfg.name not in DATASETS:
     raise ConfigError(f"config.data.name={cfg.name!r}: choose one of {sorted(DATASETS)}")
+
+
+def build_source(cfg, split: str, seed: int = 0):
+  _check_name(cfg)
   return DATASETS[cfg.name](cfg, split, seed)
+
+
+def class_names_and_palette(cfg):
+  """(class names, uint8 (K, 3) palette) of dataset `cfg` without reading its images (a
+  folder dataset reads its classes.json): what flaseg.predict colours predictions with."""
+  _check_name(cfg)
+  metas = {"cityscapes": datasets.CITYSCAPES, "cityscapes_tfds": datasets.CITYSCAPES,
+           "ade20k": datasets.ADE20K, "voc": datasets.VOC,
+           "pascal_context": (datasets.CONTEXT_60 if cfg.get("context_60", False)
+                              else datasets.CONTEXT_59)}
+  if cfg.name == "synthetic":
+    return SyntheticScenes.class_names, SyntheticScenes.palette
+  if cfg.name == "folder":
+    spec = folder.read_classes(os.path.join(os.path.expanduser(cfg.root), "classes.json"))
+    return spec["classes"], folder.palette(spec)
+  meta = metas[cfg.name]
+  return meta.class_names, np.asarray(meta.palette, np.uint8)
