@@ -36,6 +36,11 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.scale_range = (0.5, 2.0)
   c.data.flip = True
   c.data.color_jitter = 0.25
+  # 'jitter' (ColorJitter of strength color_jitter) or 'mmseg' (mmseg's PhotoMetricDistortion).
+  c.data.photometric = "jitter"
+  c.data.cat_max_ratio = 1.0     # < 1: mmseg's RandomCrop re-draws crops dominated by a class
+  c.data.upsize_crop = False     # True: AttaNet's crop, images smaller than it resized up
+  c.data.rotate90 = 0.0          # probability of AttaNet's 90-degree rotation
   c.data.num_threads = 2
   c.data.skip_corrupt = False    # True: drop unreadable files with a warning instead of failing
   c.data.eval_resize = (0, 0)    # (short, long) side resize of non-training splits (ADE20K)
@@ -57,10 +62,14 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.neck = ""              # '' or a key of flaseg.models.necks.NECKS
   c.model.neck_kwargs = ml_collections.ConfigDict()
   # How convolutions and attention are computed (flaseg/models/lowering.py): 'auto' is each
-  # platform's best, 'direct' lax's convolution everywhere; attention chunking limits in bytes.
+  # platform's best, 'direct' lax's convolution everywhere; dilated 'auto'|'lax'|'subgrid';
+  # attention 'auto'|'xla'|'cudnn'|'chunked' (also as config.model.attention); attention
+  # chunking limits in bytes.
   c.model.lowering = ml_collections.ConfigDict(dict(
-      conv="auto", winograd_min_channels=128, winograd_min_positions=4096,
+      conv="auto", dilated="auto", attention="auto",
+      winograd_min_channels=128, winograd_min_positions=4096,
       attention_max_bytes=2**30, relation_max_bytes=2**27, attention_chunk_bytes=2**26))
+  c.model.attention = ""         # '' or a value of lowering.attention, which it overrides
 
   c.loss = ml_collections.ConfigDict()
   c.loss.weights = ml_collections.ConfigDict({"out": 1.0})
@@ -69,6 +78,10 @@ def base_config() -> ml_collections.ConfigDict:
   c.loss.ohem_outputs = "all"    # 'all' or a tuple of output names
   c.loss.ohem_thresh = 0.7
   c.loss.ohem_min_kept = 100000  # over the global batch
+  # '' (none), 'frequency' (median frequency, counted once: workdir/class_weights.json) or
+  # comma-separated floats, one per class (flaseg/losses.py).
+  c.loss.class_weights = ""
+  c.loss.lovasz_weight = 0.0     # > 0: + weight x Lovász-softmax on every dense output
 
   c.optim = ml_collections.ConfigDict()
   c.optim.name = "sgd"
@@ -89,10 +102,14 @@ def base_config() -> ml_collections.ConfigDict:
   c.train.batch_size = 8         # global batch, divisible by the device count
   c.train.log_every = 50
   c.train.eval_every = 0         # 0: evaluate only at the end
+  c.train.tensorboard = True     # event files in workdir/tensorboard (needs tensorboardX)
 
   c.checkpoint = ml_collections.ConfigDict()
   c.checkpoint.every = 1000
-  c.checkpoint.max_to_keep = 2
+  c.checkpoint.max_to_keep = 2   # newest checkpoints kept; the newest verified one always is
+  c.checkpoint.restore_step = 0  # 0: resume from the latest checkpoint; N: from checkpoint N
+  # Resume even if the model, data, loss or optimizer settings differ from the saved config.
+  c.checkpoint.allow_changes = False
 
   c.eval = ml_collections.ConfigDict()
   c.eval.mode = "whole"          # 'whole' | 'slide'
@@ -106,6 +123,9 @@ def base_config() -> ml_collections.ConfigDict:
   # compiles once and every process yields the same shape; a larger image is an error.
   # (0, 0): each batch is padded to its largest image.
   c.eval.pad_to = (0, 0)
+  # True: score against the labels before data.eval_resize, each prediction resized back
+  # (bilinear probabilities) to its image's original size, as mmseg's test does.
+  c.eval.original_labels = False
   c.eval.save_images = 4         # coloured predictions written to workdir/predictions
   c.eval.export_dir = ""         # predictions in the benchmark's submission format (flaseg.export)
 
@@ -236,10 +256,14 @@ def mmseg_recipe(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """mmseg's Cityscapes 769x769 80k recipe for R-50-D8 heads (attention-heads.md §1.2-1.3):
   ResNetV1c-50 (deep stem 32-32-64, contract_dilation) at output stride 8, crop 769, batch 8
   (4 GPUs x 2), SGD lr 0.01 poly 0.9 down to 1e-4, wd 5e-4, 80k iterations, CE averaged over
-  all pixels (avg_non_ignore=False), align_corners=True, single-scale slide test 769 at
-  stride 513; outputs 'out' and the layer3 auxiliary FCN head 'aux' at weight 0.4 (§1.2)."""
+  all pixels (avg_non_ignore=False), align_corners=True, RandomCrop(cat_max_ratio=0.75) and
+  PhotoMetricDistortion, single-scale slide test 769 at stride 513 (Cityscapes resized to
+  1025x2049 first) scored against the original-size labels; outputs 'out' and the layer3
+  auxiliary FCN head 'aux' at weight 0.4 (§1.2)."""
   c.data.crop_size = (769, 769)
   c.data.scale_range = (0.5, 2.0)
+  c.data.photometric = "mmseg"
+  c.data.cat_max_ratio = 0.75
   c.model.align_corners = True
   c.model.backbone.depth = 50
   c.model.backbone.stem = "v1c"
@@ -256,6 +280,11 @@ def mmseg_recipe(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   c.train.steps = 80000
   c.train.batch_size = 8
   c.checkpoint.every = 4000
+  # mmseg's test: Resize(scale=(2049, 1025), keep_ratio) of Cityscapes (ADE20K's (2048, 512)
+  # is the dataset's eval_resize already), scored at the original label size.
+  if c.data.name == "cityscapes":
+    c.data.eval_resize = (1025, 2049)
+  c.eval.original_labels = True
   return slide_eval(c, (769, 769), (513, 513))
 
 
@@ -281,14 +310,18 @@ def study_recipe(c: ml_collections.ConfigDict, crop=(769, 769),
 
 def attanet_recipe(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """AttaNet's recipe (songqi-github/AttaNet train.py, loss.py, optimizer.py, evaluate.py):
-  crop 1024x1024, scales [0.75, 2.0] (continuous; the official set is discrete), colour
-  jitter 0.5, batch 16 (2 GPUs x 8), 200k iterations, SGD lr 1e-2 poly 0.9, momentum 0.9, wd
+  crop 1024x1024 (images smaller than it resized up to cover it, transform.py RandomCrop),
+  scales [0.75, 2.0] (continuous; the official set is discrete), colour jitter 0.5 (of the
+  crop; AttaNet's is PIL's ImageEnhance of the whole image), 90-degree rotation with
+  probability 0.5 (transform.py Rotation), batch 16 (2 GPUs x 8), 200k iterations, SGD lr 1e-2 poly 0.9, momentum 0.9, wd
   5e-4 without decay on BN and biases, exponential warm-up over 1000 iterations from 1e-5,
   10x LR on the output heads ('head/conv_out'), AttaNet OHEM (0.7, n_min 1024*1024 over the
   global batch) on the three outputs with weight 1; test: 1024 windows at stride 854 + flip."""
   c.data.crop_size = (1024, 1024)
   c.data.scale_range = (0.75, 2.0)
   c.data.color_jitter = 0.5
+  c.data.upsize_crop = True
+  c.data.rotate90 = 0.5
   c.loss.weights = {"out": 1.0, "aux1": 1.0, "aux2": 1.0}
   c.loss.ohem = "attanet"
   c.loss.ohem_outputs = "all"
@@ -304,6 +337,30 @@ def attanet_recipe(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   c.train.batch_size = 16
   c.checkpoint.every = 5000
   return slide_eval(c, (1024, 1024), (854, 854), flip=True)
+
+
+def sanet_recipe(c: ml_collections.ConfigDict, lr: float, epochs: int) -> ml_collections.ConfigDict:
+  """SANet's training (Zhong et al., CVPR 2020, Sec. 4.1 "Implementation"): SGD, poly, `lr`
+  (1e-3 PASCAL Context, 1e-4 VOC), batch 16, SyncBN, `epochs` of the dataset part's training
+  images; PyTorch-Encoding's dilated ResNet (deep stem, first block of a dilated stage at half
+  dilation, output stride 8: the paper's code base). Silent in the text, PyTorch-Encoding's
+  defaults (experiments/segmentation/option.py): momentum 0.9, wd 1e-4, poly 0.9, crop 480
+  with scales 0.5-2.0. Loss out 1 + se 0.2 + aux 0.8 (Fig. 4's values, unverified)."""
+  c.model.backbone.depth = 101
+  c.model.backbone.stem = "deep"
+  c.model.backbone.output_stride = 8
+  c.model.backbone.contract_dilation = True
+  c.data.crop_size = (480, 480)
+  c.data.scale_range = (0.5, 2.0)
+  c.loss.weights = {"out": 1.0, "se": 0.2, "aux": 0.8}
+  c.optim.lr = lr
+  c.optim.poly_power = 0.9
+  c.optim.momentum = 0.9
+  c.optim.weight_decay = 1e-4
+  c.train.batch_size = 16
+  c.train.steps = math.ceil(epochs * TRAIN_IMAGES[c.data.name] / 16)
+  c.checkpoint.every = 1000
+  return c
 
 
 def realtime_eval(c: ml_collections.ConfigDict, size=(512, 1024)) -> ml_collections.ConfigDict:

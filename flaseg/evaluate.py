@@ -14,6 +14,7 @@ from typing import Callable, Optional, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
+from PIL import Image
 
 from flaseg import export, inference, metrics, parallel
 from flaseg.data import pipeline
@@ -41,18 +42,33 @@ class FirstExamples:
     return self.source[i]
 
 
-def make_predict_fn(model, eval_cfg, align_corners: bool) -> Callable:
-  """`predict(variables, images, out_size)`: the argmax of the mean softmax of `model`'s 'out'
-  over `eval_cfg`'s scales and flip, whole image or sliding windows, at `out_size`."""
+def make_probs_fn(model, eval_cfg, align_corners: bool) -> Callable:
+  """`probs(variables, images, out_size)`: the mean softmax (B, *out_size, K) of `model`'s
+  'out' over `eval_cfg`'s scales and flip, whole image, sliding windows or resized."""
   inference.check_mode(eval_cfg.mode)
 
-  def predict(variables, images, out_size):
+  def probs(variables, images, out_size):
     def logits_fn(x):
       return model.apply(variables, x, train=False)["out"]
-    probs = inference.predict_probs(
+    return inference.predict_probs(
         logits_fn, images, mode=eval_cfg.mode, scales=tuple(eval_cfg.scales),
         flip=eval_cfg.flip, crop_size=tuple(eval_cfg.crop_size), stride=tuple(eval_cfg.stride),
         out_size=out_size, align_corners=align_corners)
+  return probs
+
+
+def make_predict_fn(model, eval_cfg, align_corners: bool) -> Callable:
+  """`predict(variables, images, out_size)`: the argmax of `make_probs_fn`'s probabilities
+  (the config's evaluation), int32 class ids at `out_size`."""
+  probs_fn = make_probs_fn(model, eval_cfg, align_corners)
+
+  def predict(variables, images, out_size, sizes=None, out_sizes=None):
+    """With `sizes` / `out_sizes` (B, 2): the probabilities at the images' size, each row's
+    `sizes[b]` region resized to `out_sizes[b]` (config.eval.original_labels, mmseg's test)."""
+    if sizes is None:
+      return jnp.argmax(probs_fn(variables, images, out_size), -1).astype(jnp.int32)
+    probs = probs_fn(variables, images, images.shape[1:3])
+    probs = inference.resize_rows(probs, sizes, out_size, out_sizes, align_corners)
     return jnp.argmax(probs, -1).astype(jnp.int32)
   return predict
 
@@ -63,18 +79,26 @@ class Evaluator:
 
   batch_size: global eval batch (0: one image per device); pad_to: (H, W) every batch is
   padded to, so that the step compiles once (None / (0, 0): each batch's largest image).
+  original_labels: score against the labels before `config.data.eval_resize` (each
+  prediction resized back to its image's original size, as mmseg does); `predict_fn` then
+  takes the images' and labels' sizes (`make_predict_fn`'s `sizes`, `out_sizes`).
   """
 
   def __init__(self, predict_fn: Callable, source, mesh, *, num_classes: int,
                batch_size: int = 0, ignore_label: int = 255,
-               pad_to: Optional[Sequence[int]] = None, name: str = "eval"):
+               pad_to: Optional[Sequence[int]] = None, name: str = "eval",
+               original_labels: bool = False):
     self.source, self.mesh, self.num_classes, self.name = source, mesh, num_classes, name
     self.batch_size = int(batch_size) or mesh.devices.size
     parallel.check_batch_size(self.batch_size, mesh, "config.eval.batch_size")
     self.ignore_label, self.pad_to = ignore_label, pad_to
+    self.original_labels = bool(original_labels)
 
-    def step(variables, images, labels, valid):
-      pred = predict_fn(variables, images, labels.shape[1:3])
+    def step(variables, images, labels, valid, sizes=None, label_sizes=None):
+      if self.original_labels:
+        pred = predict_fn(variables, images, labels.shape[1:3], sizes, label_sizes)
+      else:
+        pred = predict_fn(variables, images, labels.shape[1:3])
       return metrics.confusion_matrix(pred, labels, num_classes, ignore_label, valid), pred
     self.step = jax.jit(step, out_shardings=(parallel.replicated(mesh),
                                              parallel.data_sharded(mesh)))
@@ -89,19 +113,32 @@ class Evaluator:
     progress = Progress(n_batches, 0, self.name)
     batches = pipeline.eval_batches(self.source, batch_size=self.batch_size // procs,
                                     process_index=index, process_count=procs,
-                                    pad_to=self.pad_to, ignore_label=self.ignore_label)
+                                    pad_to=self.pad_to, ignore_label=self.ignore_label,
+                                    original_labels=self.original_labels)
+    keys = ("image", "label", "valid") + (("size", "label_size") if self.original_labels else ())
     for i, local in enumerate(batches):
-      batch = parallel.global_batch({k: local[k] for k in ("image", "label", "valid")},
-                                    self.mesh)
-      batch_cm, pred = self.step(variables, batch["image"], batch["label"], batch["valid"])
+      batch = parallel.global_batch({k: local[k] for k in keys}, self.mesh)
+      batch_cm, pred = self.step(variables, *(batch[k] for k in keys))
       cm += np.asarray(jax.device_get(batch_cm), np.int64)
       if sinks:
         local_pred = parallel.local_array(pred)
+        if self.original_labels:  # Sinks get the predictions at the evaluated size.
+          local, local_pred = _at_image_size(local, local_pred)
         for sink in sinks:
           sink.write_batch(local, local_pred)
       if (i + 1) % max(n_batches // 4, 1) == 0 or i + 1 == n_batches:
         progress.update(i + 1, self.batch_size)
     return metrics.segmentation_metrics(cm)
+
+
+def _at_image_size(local: dict, pred: np.ndarray):
+  """An original_labels batch as the sinks take it: the labels and the predictions (nearest)
+  at the resized images' size."""
+  out = np.zeros(local["image"].shape[:3], pred.dtype)
+  for j, ((h, w), (oh, ow)) in enumerate(zip(local["size"], local["label_size"])):
+    row = Image.fromarray(np.ascontiguousarray(pred[j, :oh, :ow], np.int32))
+    out[j, :h, :w] = np.asarray(row.resize((int(w), int(h)), Image.NEAREST))
+  return {**local, "label": local["resized_label"]}, out
 
 
 class PredictionImages:

@@ -15,11 +15,12 @@ import optax
 from jax.experimental import multihost_utils
 
 from flaseg import (checkpoint, convert, data, evaluate, export, inference, losses, optim,
-                    parallel)
+                    parallel, tensorboard)
 from flaseg.errors import ConfigError, DivergedError, NotFoundError
 from flaseg.models import build_model, init_variables
 from flaseg.reporting import MetricsLog, Progress, info, is_main
-from flaseg.workdir import abs_workdir, check_shared_workdir, prepare_workdir
+from flaseg.workdir import (Lock, abs_workdir, check_shared_workdir, check_writable,
+                            prepare_workdir, truncate_metrics)
 
 
 @flax.struct.dataclass
@@ -42,9 +43,17 @@ def loss_and_grads(model, loss_cfg, params, model_state, batch, rng, ignore_labe
   return jax.value_and_grad(loss_fn, has_aux=True)(params)
 
 
+def all_finite(*trees) -> jax.Array:
+  """Whether every element of every leaf of `trees` is finite (one bool)."""
+  leaves = [x for t in trees for x in jax.tree.leaves(t)]
+  return jnp.all(jnp.stack([jnp.isfinite(x).all() for x in leaves]))
+
+
 def make_train_step(model, tx, schedule, loss_cfg, ignore_label=255):
   """Pure `train_step(state, batch, rng) -> (state, metrics)`; the dropout key is
-  `fold_in(rng, step)` so that a resumed run draws the same masks."""
+  `fold_in(rng, step)` so that a resumed run draws the same masks. metrics['finite'] says
+  whether the loss, the gradients and the new state are all finite (the loop stops on the
+  first step where they are not, and never saves such a state)."""
   def train_step(state, batch, rng):
     step_rng = jax.random.fold_in(rng, state.step)
     (loss, (terms, new_state)), grads = loss_and_grads(
@@ -55,7 +64,8 @@ def make_train_step(model, tx, schedule, loss_cfg, ignore_label=255):
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     metrics = {"loss": loss, "lr": schedule(state.step),
-               **{f"loss_{k}": v for k, v in terms.items()}}
+               **{f"loss_{k}": v for k, v in terms.items()},
+               "finite": all_finite(loss, grads, params, new_state)}
     return TrainState(state.step + 1, params, new_state, opt_state), metrics
   return train_step
 
@@ -72,7 +82,9 @@ def resolve_num_classes(config, source):
 
 
 class _Preemption:
-  """Turns SIGTERM (TPU VM preemption, `kill`) into a flag the loop checks between steps.
+  """Turns SIGTERM (TPU VM preemption, `kill`) and SIGINT (Ctrl-C) into a flag the loop checks
+  between steps: it saves that step's checkpoint and exits with 128 + the signal number. A
+  second Ctrl-C interrupts at once (the save in flight is still finished, by `Saver`).
 
   With several processes, JAX's preemption service (started by `jax.distributed.initialize`)
   catches SIGTERM instead: a notice to any process reaches all of them, and
@@ -82,20 +94,24 @@ class _Preemption:
 
   def __init__(self):
     self.requested = False
-    self._old = None
+    self.signal = signal.SIGTERM
+    self._old = {}
     self._multi = jax.process_count() > 1
 
   def __enter__(self):
     if self._multi:
       return self
     try:
-      self._old = signal.signal(signal.SIGTERM, self._handler)
+      for sig in (signal.SIGTERM, signal.SIGINT):
+        self._old[sig] = signal.signal(sig, self._handler)
     except ValueError:  # not the main thread (e.g. some notebooks): no handler
-      self._old = None
+      pass
     return self
 
   def _handler(self, signum, frame):
-    self.requested = True
+    self.requested, self.signal = True, signal.Signals(signum)
+    if signum == signal.SIGINT:
+      signal.signal(signal.SIGINT, signal.default_int_handler)
 
   def check(self, step: int) -> bool:
     """Whether to save and stop after `step`; call once per step on every process."""
@@ -104,8 +120,8 @@ class _Preemption:
     return self.requested
 
   def __exit__(self, *exc):
-    if self._old is not None:
-      signal.signal(signal.SIGTERM, self._old)
+    for sig, old in self._old.items():
+      signal.signal(sig, old)
 
 
 def create_state(config, model, tx, mesh, image_shape):
@@ -178,7 +194,8 @@ def make_evaluations(config, model, mesh, sources: dict) -> list:
     evaluator = evaluate.Evaluator(
         predict, source, mesh, num_classes=config.model.num_classes,
         batch_size=config.eval.batch_size, ignore_label=config.data.ignore_label,
-        pad_to=tuple(config.eval.pad_to), name=f"eval {split}" if i else "eval")
+        pad_to=tuple(config.eval.pad_to), name=f"eval {split}" if i else "eval",
+        original_labels=config.eval.get("original_labels", False))
     exporter = (export.Exporter(source, config.eval.export_dir)
                 if config.eval.export_dir else None)
     splits.append(EvalSplit(split, evaluator, exporter))
@@ -198,6 +215,9 @@ def run_evaluations(config, evaluations: list, state, step: int, log: MetricsLog
       sinks.append(evaluate.PredictionImages(
           os.path.join(workdir, "predictions", f"step_{step}"), config.eval.save_images,
           split.evaluator.source.palette))
+      if isinstance(log, tensorboard.TensorBoardLog):
+        sinks.append(log.prediction_sink(step, config.eval.save_images,
+                                         split.evaluator.source.palette))
     result = split.evaluator.run(variables, sinks)
     log.write({"step": int(step), "split": split.name, **result})
     name = split.evaluator.name
@@ -210,25 +230,110 @@ def run_evaluations(config, evaluations: list, state, step: int, log: MetricsLog
   return results[0]
 
 
+def _value(config, key: str):
+  """config['a.b.c'] for a dotted key."""
+  for part in key.split("."):
+    config = config[part]
+  return config
+
+
+def _check_int(key: str, value, low: int) -> None:
+  if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+    raise ConfigError(f"config.{key}={value!r}: expected an integer >= {low}")
+
+
+def _check_pair(key: str, value, low: int) -> None:
+  """(H, W) of integers >= low."""
+  try:
+    ok = len(value) == 2 and all(not isinstance(v, bool) and isinstance(v, (int, np.integer))
+                                 and v >= low for v in value)
+  except TypeError:
+    ok = False
+  if not ok:
+    raise ConfigError(f"config.{key}={value!r}: expected (H, W), integers >= {low}")
+
+
+def _check_choice(key: str, value, choices) -> None:
+  if value not in choices:
+    raise ConfigError(f"config.{key}={value!r}: choose one of {tuple(choices)}")
+
+
 def check_config(config) -> None:
   """Config values that can be checked without data, before anything is compiled."""
   inference.check_mode(config.eval.mode)
   eval_splits(config.data)
+  for key, low in (("train.steps", 1), ("train.batch_size", 1), ("train.log_every", 1),
+                   ("train.eval_every", 0), ("checkpoint.every", 1),
+                   ("checkpoint.max_to_keep", 1), ("checkpoint.restore_step", 0),
+                   ("eval.batch_size", 0), ("eval.num_images", 0), ("eval.save_images", 0),
+                   ("data.num_threads", 0), ("seed", 0)):
+    _check_int(key, _value(config, key), low)
+  _check_pair("data.crop_size", config.data.crop_size, 1)
+  _check_pair("data.eval_resize", config.data.eval_resize, 0)
+  _check_pair("eval.crop_size", config.eval.crop_size, 1)
+  _check_pair("eval.stride", config.eval.stride, 1)
+  _check_pair("eval.pad_to", config.eval.pad_to, 0)
+  lo_hi = tuple(config.data.scale_range)
+  if len(lo_hi) != 2 or not 0 < lo_hi[0] <= lo_hi[1] < float("inf"):
+    raise ConfigError(f"config.data.scale_range={lo_hi}: expected (low, high) with "
+                      f"0 < low <= high")
+  if not config.eval.scales or not all(0 < float(x) < float("inf") for x in config.eval.scales):
+    raise ConfigError(f"config.eval.scales={tuple(config.eval.scales)}: expected one or more "
+                      f"scales > 0")
+  for key in ("optim.lr", "optim.end_lr", "optim.momentum", "optim.weight_decay",
+              "data.color_jitter", "optim.warmup_steps"):
+    value = _value(config, key)
+    if not 0 <= float(value) < float("inf"):
+      raise ConfigError(f"config.{key}={value!r}: expected a finite number >= 0")
+  _check_choice("optim.name", config.optim.name, ("sgd",))
+  _check_choice("optim.warmup", config.optim.warmup, ("none", "linear", "exp"))
+  _check_choice("loss.ohem", config.loss.ohem, ("none", *losses.OHEMS))
+  if not 0 <= float(config.loss.ohem_thresh) <= 1:
+    raise ConfigError(f"config.loss.ohem_thresh={config.loss.ohem_thresh!r}: expected a "
+                      f"probability in [0, 1]")
+
+
+# Settings a resumed run may change; any other change of these sections stops the resume
+# unless config.checkpoint.allow_changes.
+RESUME_CHECKED = ("seed", "model", "data", "loss", "optim", "train.batch_size")
+RESUME_FREE = ("data.num_threads", "model.lowering")
+
+
+def check_resume_config(config, saved: dict, path: str) -> None:
+  """Stops a resume whose model, data, loss or optimizer settings differ from the saved ones."""
+  changed = checkpoint.changed_keys(saved, config.to_dict(), RESUME_CHECKED, RESUME_FREE)
+  if changed and not config.checkpoint.allow_changes:
+    raise ConfigError(
+        f"the config differs from the one checkpoint {path} was trained with, in "
+        f"{', '.join('config.' + k for k in changed)}; resume with the same values, use "
+        f"another --workdir, or pass --config.checkpoint.allow_changes=True")
+  if changed:
+    info(f"resuming with changed {', '.join(changed)} (config.checkpoint.allow_changes)")
 
 
 def train_and_evaluate(config, workdir: str):
   """Trains `config` in `workdir`, resuming from its latest checkpoint; returns the final
   evaluation metrics of the first eval split (dict). Writes workdir/metrics.jsonl and
-  workdir/predictions/."""
+  workdir/predictions/. The config and the folders are checked before anything else; the
+  workdir is locked against a second run."""
   check_config(config)
   workdir = prepare_workdir(workdir)
+  check_writable(os.path.join(workdir, "checkpoints"), "the checkpoint folder")
+  if config.eval.export_dir:
+    check_writable(os.path.abspath(config.eval.export_dir), "config.eval.export_dir")
   check_shared_workdir(workdir)
+  with Lock(workdir):
+    return _train_and_evaluate(config, workdir)
+
+
+def _train_and_evaluate(config, workdir: str):
   mesh = parallel.make_mesh()
   local_batch = parallel.check_batch_size(config.train.batch_size, mesh)
   train_source = data.build_source(config.data, config.data.train_split, config.seed)
   val_sources = {split: data.build_source(config.data, split, config.seed)
                  for split in eval_splits(config.data)}
   resolve_num_classes(config, train_source)
+  losses.resolve_class_weights(config, train_source, workdir, write=is_main())
 
   model, tx, schedule, abstract_state, image_shape = build(config, mesh)
   total_steps = int(config.train.steps)
@@ -239,71 +344,99 @@ def train_and_evaluate(config, workdir: str):
       scale_range=tuple(config.data.scale_range), flip=config.data.flip,
       color_jitter=config.data.color_jitter, seed=config.seed,
       process_index=jax.process_index(), process_count=jax.process_count(),
-      num_threads=config.data.num_threads, ignore_label=config.data.ignore_label))
+      num_threads=config.data.num_threads, ignore_label=config.data.ignore_label,
+      photometric=config.data.get("photometric", "jitter"),
+      cat_max_ratio=config.data.get("cat_max_ratio", 1.0),
+      upsize_crop=config.data.get("upsize_crop", False),
+      rotate90=config.data.get("rotate90", 0.0)))
 
-  mngr = checkpoint.manager(workdir, config.checkpoint.max_to_keep)
   repl = parallel.replicated(mesh)
-  if mngr.latest_step() is not None:
-    step, state = checkpoint.restore_train_state(mngr, abstract_state, train_iter)
-    info(f"resumed from {mngr.directory}/{step}")
-  else:
-    state = create_state(config, model, tx, mesh, image_shape)
-    state = init_pretrained(config, state)
-  start = int(jax.device_get(state.step))
+  with checkpoint.Saver(workdir, config.checkpoint.max_to_keep) as saver:
+    step = checkpoint.choose_step(saver.directory, int(config.checkpoint.restore_step))
+    if step is not None:
+      path = f"{saver.directory}/{step}"
+      check_resume_config(config, checkpoint.restore_config(saver.mngr, step), path)
+      step, state = checkpoint.restore_train_state(saver.mngr, abstract_state, train_iter, step)
+      later = checkpoint.set_aside_later(saver.mngr, step)
+      info(f"resumed from {path}" + (f"; checkpoints {later} moved to "
+                                     f"{workdir}/checkpoints_set_aside" if later else ""))
+    else:
+      state = create_state(config, model, tx, mesh, image_shape)
+      state = init_pretrained(config, state)
+    start = int(jax.device_get(state.step))
+    saver.last_saved = step
+    dropped = truncate_metrics(workdir, start)
+    if dropped:
+      info(f"moved {dropped} records of metrics.jsonl after step {start} (logged after the "
+           f"last checkpoint) to {workdir}/metrics_set_aside.jsonl")
 
-  train_step = jax.jit(make_train_step(model, tx, schedule, config.loss,
-                                       config.data.ignore_label),
-                       in_shardings=(repl, parallel.data_sharded(mesh), repl),
-                       out_shardings=(repl, repl), donate_argnums=(0,))
-  evaluations = make_evaluations(config, model, mesh, val_sources)
-  log = MetricsLog(workdir)
-  rng = jax.random.key(config.seed + 1)
-  eval_every = int(config.train.eval_every)
-  result = {}
-  if start >= total_steps:
-    info(f"already trained {start} / {total_steps} steps")
-    result = run_evaluations(config, evaluations, state, start, log, workdir)
-    mngr.close()
-    return result
+    train_step = jax.jit(make_train_step(model, tx, schedule, config.loss,
+                                         config.data.ignore_label),
+                         in_shardings=(repl, parallel.data_sharded(mesh), repl),
+                         out_shardings=(repl, repl), donate_argnums=(0,))
+    evaluations = make_evaluations(config, model, mesh, val_sources)
+    log = tensorboard.metrics_log(config, workdir, train_source.class_names)
+    rng = jax.random.key(config.seed + 1)
+    eval_every = int(config.train.eval_every)
+    result = {}
+    if start >= total_steps:
+      info(f"already trained {start} / {total_steps} steps")
+      return run_evaluations(config, evaluations, state, start, log, workdir)
 
-  timer = Progress(total_steps, start, "train")
-  with _Preemption() as preemption:
-    metrics = None
-    for step in range(start + 1, total_steps + 1):
-      batch = parallel.global_batch(next(train_iter), mesh)
-      state, metrics = train_step(state, batch, rng)
-      if step % config.train.log_every == 0 or step == total_steps:
-        m = jax.device_get(metrics)
-        img_per_s = timer.update(step, config.train.batch_size)
-        record = {"step": step, **{k: float(v) for k, v in m.items()},
-                  "img_per_s": img_per_s}
-        log.write(record)
-        if not np.isfinite(record["loss"]):
-          raise DivergedError(f"loss is {record['loss']} at step {step}; "
-                              f"the last good checkpoint is kept in {mngr.directory}")
-      stop = preemption.check(step)
-      if step % config.checkpoint.every == 0 or step == total_steps or stop:
-        checkpoint.save_train_state(mngr, step, state, train_iter, config)
-      if stop:
-        mngr.wait_until_finished()
-        info(f"SIGTERM: saved checkpoint {step} in {mngr.directory}; exiting")
-        mngr.close()
-        raise SystemExit(143)
-      if (eval_every and step % eval_every == 0) or step == total_steps:
-        result = run_evaluations(config, evaluations, state, step, log, workdir)
-  mngr.wait_until_finished()
-  mngr.close()
+    timer = Progress(total_steps, start, "train")
+    with _Preemption() as preemption:
+      unchecked = None  # the previous step's finite flag, read one step late: no device wait
+      for step in range(start + 1, total_steps + 1):
+        batch = parallel.global_batch(next(train_iter), mesh)
+        state, metrics = train_step(state, batch, rng)
+        metrics = dict(metrics)
+        if unchecked:
+          check_finite(*unchecked, saver)
+        unchecked = (step, metrics.pop("finite"), metrics["loss"])
+        if step % config.train.log_every == 0 or step == total_steps:
+          check_finite(*unchecked, saver)
+          m = jax.device_get(metrics)
+          img_per_s = timer.update(step, config.train.batch_size)
+          record = {"step": step, **{k: float(v) for k, v in m.items()},
+                    "img_per_s": img_per_s}
+          log.write(record)
+        stop = preemption.check(step)
+        if step % config.checkpoint.every == 0 or step == total_steps or stop:
+          check_finite(*unchecked, saver)
+          saver.save(step, state, train_iter, config)
+        else:
+          saver.poll()
+        if stop:
+          saver.wait()
+          info(f"{preemption.signal.name}: saved checkpoint {step} in {saver.directory}; "
+               f"exiting")
+          raise SystemExit(128 + preemption.signal)
+        if (eval_every and step % eval_every == 0) or step == total_steps:
+          result = run_evaluations(config, evaluations, state, step, log, workdir)
   return result
+
+
+def check_finite(step: int, finite, loss, saver) -> None:
+  """DivergedError naming `step` if its loss, gradients or new state are not all finite,
+  once the save in flight (of an earlier, finite state) has finished."""
+  if bool(finite):
+    return
+  saver.wait()
+  raise DivergedError(
+      f"step {step}: the loss ({float(loss):g}) or the gradients are not finite (too high a "
+      f"config.optim.lr?); stopped without saving it; the last good checkpoint is "
+      f"{checkpoint.describe_last(saver.directory, saver.last_saved)}")
 
 
 def restore_latest(config, workdir: str, mesh):
   """(model, state, step) of the latest checkpoint in `workdir`, replicated on `mesh`, for
   `--mode=eval`, notebooks and scripts; `config.model.num_classes` must be resolved."""
-  mngr = checkpoint.manager(workdir, config.checkpoint.max_to_keep)
-  if mngr.latest_step() is None:
+  mngr = checkpoint.manager(workdir)
+  step = checkpoint.choose_step(str(mngr.directory), int(config.checkpoint.restore_step))
+  if step is None:
     raise NotFoundError(f"no checkpoint in {mngr.directory}")
   model, _, _, abstract_state, _ = build(config, mesh)
-  step, state = checkpoint.restore_train_state(mngr, abstract_state)
+  step, state = checkpoint.restore_train_state(mngr, abstract_state, step=step)
   mngr.close()
   return model, state, step
 
@@ -332,4 +465,5 @@ def evaluate_checkpoint(config, workdir: str):
     state = init_pretrained(config, create_state(config, model, tx, mesh, image_shape))
     step = 0
   evaluations = make_evaluations(config, model, mesh, val_sources)
-  return run_evaluations(config, evaluations, state, step, MetricsLog(workdir), workdir)
+  log = tensorboard.metrics_log(config, workdir, next(iter(val_sources.values())).class_names)
+  return run_evaluations(config, evaluations, state, step, log, workdir)

@@ -16,19 +16,25 @@ CONFIGS = sorted(os.path.relpath(p, REPO) for p in glob.glob(os.path.join(REPO, 
 STUDY = [f"configs/study.py:head={h}" for h in (
     "fcn", "fla", "nl", "channel_nl", "danet", "cs_nl", "dnl", "denoised_nl", "reconet",
     "emanet", "isanet", "ccnet", "attanet", "sanet")]  # configs/study.py HEADS
+ABLATION_BLOCKS = ("none", "channel_nl", "spatial_nl", "dual_nl", "cs_nl", "ema", "rcca", "fla")
+ABLATION = [f"configs/fla_ablation.py:block={b}" for b in ABLATION_BLOCKS] + [
+    f"configs/fla_ablation.py:block=none,backbone={b}" for b in ("resnet18", "resnet101",
+                                                                 "shufflenet")]
 
 
 def _smoke(path):
   return config_lib.load(f"{path}{',' if ':' in path else ':'}smoke")
 
 
-@pytest.mark.parametrize("path", CONFIGS + STUDY)
+@pytest.mark.parametrize("path", CONFIGS + STUDY + ABLATION)
 def test_config_loads_and_smoke_builds(path, monkeypatch):
   monkeypatch.chdir(REPO)
   full = config_lib.load(path)
   assert full.model.head in HEADS and full.data.name in data.DATASETS
   smoke = _smoke(path)
-  assert smoke.data.name == "synthetic" and smoke.train.steps <= 10
+  # configs/fla_folder.py:smoke keeps its folder (a user's data); the rest use synthetic data.
+  assert smoke.data.name == ("folder" if path == "configs/fla_folder.py" else "synthetic")
+  assert smoke.train.steps <= 10
   smoke.model.num_classes = 9
   model = build_model(smoke.model)
   x = jnp.zeros((2, 32, 48, 3), jnp.uint8)
@@ -68,9 +74,12 @@ SMOKE_HEAD_KWARGS_OF = {
 }
 SMOKE_HEAD_KWARGS_OF["configs/fcn_hrnet48_ade20k.py"] = SMOKE_HEAD_KWARGS_OF[
     "configs/fcn_hrnet48_cityscapes.py"]
+for _path in ["configs/fla_ablation.py"] + ABLATION:
+  _block = _path.partition("block=")[2].partition(",")[0] or "fla"
+  SMOKE_HEAD_KWARGS_OF[_path] = dict(block_type=_block, channels=16, aux_channels=8)
 
 
-@pytest.mark.parametrize("path", CONFIGS + STUDY)
+@pytest.mark.parametrize("path", CONFIGS + STUDY + ABLATION)
 def test_smoke_head_kwargs_are_the_tiny_networks(path, monkeypatch):
   monkeypatch.chdir(REPO)
   smoke = _smoke(path)
@@ -101,7 +110,9 @@ def test_dataset_parts_and_recipes_compose():
   # A recipe that tests differently overrides the dataset's usual test.
   config_lib.cityscapes(c)
   config_lib.mmseg_recipe(c)
-  assert c.data.name == "cityscapes" and c.data.eval_resize == (0, 0)
+  # mmseg's Cityscapes test Resize((2049, 1025), keep_ratio), scored at the original size.
+  assert c.data.name == "cityscapes" and c.data.eval_resize == (1025, 2049)
+  assert c.eval.original_labels
   assert (c.eval.crop_size, c.eval.scales, c.eval.flip) == ((769, 769), (1.0,), False)
   # Iterations round up: 3 epochs of 10 images at batch 8 are 30 / 8 -> 4 steps.
   assert config_lib.flanet_recipe(config_lib.base_config(), 3, 10).train.steps == 4
@@ -141,3 +152,47 @@ def test_config_file_args():
     config_lib.load(f"{quickstart}:smok")
   with pytest.raises(ValueError, match="smoke='yes\\?'"):
     config_lib.load(f"{quickstart}:smoke=yes?")
+
+
+def test_fla_ablation_args():
+  """configs/fla_ablation.py: its block list is the head's, every block is FLANet's recipe and
+  head around it (block=fla: the fla_cityscapes network at ResNet-50), bad args are one line."""
+  from flaseg.models.heads import fla_ablation
+  from configs import fla_ablation as config
+  assert config.BLOCKS == fla_ablation.BLOCKS == ABLATION_BLOCKS
+  fla = config_lib.load(os.path.join(REPO, "configs/fla_cityscapes.py"))
+  for block in ABLATION_BLOCKS:
+    c = config.get_config(f"block={block}")
+    assert c.model.head_kwargs.to_dict() == {"block_type": block}
+    assert c.model.backbone.to_dict() == {**fla.model.backbone.to_dict(), "depth": 50}
+    for key in ("train", "optim", "loss", "data", "eval"):
+      assert c[key].to_dict() == fla[key].to_dict(), key
+  assert config.get_config("backbone=resnet18").model.backbone.depth == 18
+  assert config.get_config("backbone=shufflenet").model.backbone.name == "shufflenet_v2"
+  for bad in ("block=nl", "backbone=vgg"):
+    with pytest.raises(ValueError, match="configs/fla_ablation.py") as e:
+      config.get_config(bad)
+    assert "\n" not in str(e.value)
+
+
+def test_paper_recipes_of_sanet_attanet_reconet():
+  """The numbers each paper gives, as the configs set them (SANet Sec. 4.1; AttaNet's ADE20K
+  text; RecoNet's released form as an arg)."""
+  load = lambda p: config_lib.load(os.path.join(REPO, "configs", p))  # noqa: E731
+  voc, ctx = load("sanet_voc.py"), load("sanet_pascal_context.py")
+  assert (voc.data.name, voc.optim.lr, voc.train.batch_size, voc.train.steps) == (
+      "voc", 1e-4, 16, 52910)   # 80 epochs of 10,582
+  assert (ctx.data.name, ctx.optim.lr, ctx.train.batch_size, ctx.train.steps) == (
+      "pascal_context", 1e-3, 16, 12495)   # 40 epochs of 4,998
+  for c in (voc, ctx):
+    assert (c.model.backbone.depth, c.model.backbone.output_stride) == (101, 8)
+  for depth in (50, 101):
+    ade = load(f"attanet_ade20k.py:depth={depth}")
+    assert (ade.data.name, ade.data.crop_size, ade.train.batch_size, ade.train.steps) == (
+        "ade20k", (512, 512), 32, 250000)
+    assert (ade.model.backbone.depth, ade.model.head, ade.loss.ohem) == (depth, "attanet",
+                                                                         "attanet")
+  with pytest.raises(ValueError, match="depth=34"):
+    load("attanet_ade20k.py:depth=34")
+  assert load("reconet_cityscapes.py:released=True").model.head_kwargs.released is True
+  assert "released" not in load("reconet_cityscapes.py").model.head_kwargs  # the default

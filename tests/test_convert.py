@@ -274,12 +274,14 @@ def test_timm_resnets_equal_pytorch(name, cfg):
 
 @pytest.mark.parametrize("depth", [18, 50])
 def test_flanet_equals_pytorch(tmp_path, depth):
-  """The official FLANet definition (reference.torch.flanet, also the benchmark's peer) with
-  BasicBlocks (the released code) and Bottlenecks (the R50/R101 of the paper)."""
+  """The official FLANet definition (reference.torch.flanet) with BasicBlocks (the released
+  code) and Bottlenecks (the R50/R101 of the paper), at batch 2 with its FLA block pairing each
+  column with its own sample (`per_sample=True`; the official `.repeat`, which mixes samples,
+  is checked against flaseg's block in test_heads_paper.py)."""
   torch = _import_torch()
   F = torch.nn.functional
   width, channels, aux, k = (16, 32, 8, 5) if depth == 18 else (8, 16, 8, 5)
-  net = randomise(torch, flanet.flanet(depth, k, width, channels, aux))
+  net = randomise(torch, flanet.flanet(depth, k, width, channels, aux, per_sample=True))
   img = np.random.default_rng(2).uniform(0, 255, (2, 48, 72, 3)).astype(np.float32)
   x = (img - np.asarray(IMAGENET_MEAN, np.float32)) / np.asarray(IMAGENET_STD, np.float32)
   with torch.no_grad():
