@@ -9,7 +9,6 @@ from PIL import Image
 
 import own_data
 from flaseg import config_lib, data
-from flaseg.data import folder
 from flaseg.data.datasets import DatasetError
 from flaseg.errors import NotFoundError
 
@@ -73,7 +72,6 @@ def _one_line_error(exc_type, match, fn):
 
 def test_errors_name_the_file(dataset):
   root, _ = dataset
-  train_images = root / "images" / "train"
   train_masks = root / "masks" / "train"
   build = lambda: data.build_source(_cfg(root), "train")
   # image without mask, mask without image (found when the source is built)
