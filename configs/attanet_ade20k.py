@@ -9,7 +9,8 @@ The paper's text for ADE20K: crop 512, batch 32, 250k iterations (lr 1e-2 poly 0
 (`config_lib.attanet_recipe`: colour jitter 0.5, scales [0.75, 2.0], exponential warm-up over
 1000 iterations, 10x LR on the output heads, no decay on BN and biases, AttaNet OHEM at 0.7 on
 the three outputs with weight 1, n_min = H*W/2 per 8-image GPU batch = 512*512/2 * 4 over the
-global batch of 32). Backbone: torchvision-stem ResNet at output stride 32 as AttaNet-R18,
+global batch of 32; `:ddp` makes BatchNorm and OHEM per device as AttaNet's DDP training,
+with n_min = 8 x 512 x 512 / 16 per 8-image device: `config_lib.ddp_without_syncbn`). Backbone: torchvision-stem ResNet at output stride 32 as AttaNet-R18,
 head widths as the released head (128). Test: 512 sliding windows at stride 427 with flip
 (the released evaluate.py's rule, stride = 5/6 of the crop, at this crop), on the images
 resized as flaseg's ADE20K part does (short side 512).
@@ -34,11 +35,13 @@ def attanet_ade20k_recipe(c):
 
 
 def get_config(arg=None):
-  arg = config_lib.parse_arg(arg, smoke=False, depth=50)
+  arg = config_lib.parse_arg(arg, smoke=False, depth=50, ddp=False)
   if arg.depth not in (50, 101):
     raise ConfigError(f"configs/attanet_ade20k.py: depth={arg.depth}; choose 50 or 101")
   c = config_lib.network(config_lib.ade20k, attanet_ade20k_recipe, "attanet")
   c.model.backbone.depth = arg.depth
   c.model.backbone.stem = "torchvision"
   c.model.backbone.output_stride = 32
+  if arg.ddp:
+    config_lib.ddp_without_syncbn(c, images_per_device=8)
   return config_lib.apply_smoke(c) if arg.smoke else c

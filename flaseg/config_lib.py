@@ -77,7 +77,10 @@ def base_config() -> ml_collections.ConfigDict:
   c.loss.ohem = "none"           # 'none' | 'attanet' | 'ccnet'
   c.loss.ohem_outputs = "all"    # 'all' or a tuple of output names
   c.loss.ohem_thresh = 0.7
-  c.loss.ohem_min_kept = 100000  # over the global batch
+  c.loss.ohem_min_kept = 100000  # over the global batch (per device with loss.per_device)
+  # True: the loss, OHEM's pixel selection included, on each device's images, averaged over
+  # devices (PyTorch DDP); False: over the global batch.
+  c.loss.per_device = False
   # '' (none), 'frequency' (median frequency, counted once: workdir/class_weights.json) or
   # comma-separated floats, one per class (flaseg/losses.py).
   c.loss.class_weights = ""
@@ -103,6 +106,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.train.log_every = 50
   c.train.eval_every = 0         # 0: evaluate only at the end
   c.train.tensorboard = True     # event files in workdir/tensorboard (needs tensorboardX)
+  # True: BatchNorm statistics of each device's images (DDP without SyncBN); False: of the
+  # global batch (SyncBN). train.loss_and_grads.
+  c.train.per_device_batch_norm = False
 
   c.checkpoint = ml_collections.ConfigDict()
   c.checkpoint.every = 1000
@@ -339,6 +345,20 @@ def attanet_recipe(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   return slide_eval(c, (1024, 1024), (854, 854), flip=True)
 
 
+def ddp_without_syncbn(c: ml_collections.ConfigDict,
+                       images_per_device: int) -> ml_collections.ConfigDict:
+  """PyTorch DDP with plain BatchNorm, as AttaNet trains (train.py: 2 GPUs x 8 images): per-
+  device BatchNorm statistics and per-device loss and OHEM (`train.loss_and_grads`), with
+  AttaNet's per-GPU n_min = images x crop H x crop W / 16. The recipe's split of the batch holds
+  only on batch_size / images_per_device devices (2 for AttaNet's 16 = 2 x 8); on other device
+  counts set `loss.ohem_min_kept` to the new per-device images x H x W / 16."""
+  c.train.per_device_batch_norm = True
+  c.loss.per_device = True
+  h, w = c.data.crop_size
+  c.loss.ohem_min_kept = images_per_device * h * w // 16
+  return c
+
+
 def sanet_recipe(c: ml_collections.ConfigDict, lr: float, epochs: int) -> ml_collections.ConfigDict:
   """SANet's training (Zhong et al., CVPR 2020, Sec. 4.1 "Implementation"): SGD, poly, `lr`
   (1e-3 PASCAL Context, 1e-4 VOC), batch 16, SyncBN, `epochs` of the dataset part's training
@@ -524,9 +544,15 @@ def apply_smoke(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
 def load(path_with_arg: str) -> ml_collections.ConfigDict:
   """`load('configs/quickstart.py:smoke')`: the config a `--config=` flag would give."""
   path, _, arg = path_with_arg.partition(":")
+  module = load_module(path)
+  return module.get_config(arg) if arg else module.get_config()
+
+
+def load_module(path: str):
+  """The config file at `path` as a module (its `get_config` and any tables it defines)."""
   if not os.path.isfile(path):
     raise NotFoundError(f"config file not found: {path}")
   spec = importlib.util.spec_from_file_location("flaseg_config_file", path)
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
-  return module.get_config(arg) if arg else module.get_config()
+  return module

@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from jax.experimental import multihost_utils
+from jax.sharding import PartitionSpec as P
 
 from flaseg import (checkpoint, convert, data, evaluate, export, inference, losses, optim,
                     parallel, tensorboard)
@@ -31,14 +32,53 @@ class TrainState:
   opt_state: Any
 
 
-def loss_and_grads(model, loss_cfg, params, model_state, batch, rng, ignore_label=255):
-  """((loss, (terms, new_model_state)), grads) of `total_loss` on one global batch."""
+def loss_and_grads(model, loss_cfg, params, model_state, batch, rng, ignore_label=255,
+                   mesh=None, per_device_batch_norm=False):
+  """((loss, (terms, new_model_state)), grads) of `total_loss` on one global batch.
+
+  By default BatchNorm and the loss (OHEM's pixel selection included) see the global batch:
+  SyncBN. With `mesh`, `per_device_batch_norm` and `loss_cfg.per_device` reproduce PyTorch DDP
+  without SyncBN (AttaNet's training): `shard_map` over the 'data' axis runs the forward pass
+  (BatchNorm statistics of each device's own images) and the loss (each device's own OHEM
+  selection and mean) per device. The loss is the mean over devices of the devices' losses, so
+  its gradient is DDP's all-reduced mean of per-device gradients. The new BatchNorm running
+  statistics are device 0's, as DDP's `broadcast_buffers` makes every replica hold rank 0's.
+  Dropout masks are drawn per device from `fold_in(rng, device index)`. `check_vma=False`:
+  the CPU convolutions' `custom_vjp` (models/conv.py) carries no device-variance types; the
+  gradients are checked against a DDP built from one-device steps (tests/test_parallel.py).
+  """
+  per_device_loss = bool(loss_cfg.get("per_device", False))
+  if (per_device_batch_norm or per_device_loss) and mesh is None:
+    raise ValueError("per-device BatchNorm or loss needs the mesh")
+  mutable = list(model_state) or False
+
+  def forward(p, state, images, key):
+    res = model.apply({"params": p, **state}, images, train=True, mutable=mutable,
+                      rngs={"dropout": key})
+    return res if mutable else (res, {})
+
+  def per_device_forward(p, state, images, key):
+    key = jax.random.fold_in(key, jax.lax.axis_index("data"))
+    outputs, new_state = forward(p, state, images, key)
+    return outputs, jax.tree.map(lambda x: x[None], new_state)  # stacked over devices
+
+  def per_device_loss_fn(outputs, labels):
+    loss, terms = losses.total_loss(outputs, labels, loss_cfg, ignore_label)
+    return jax.lax.pmean((loss, terms), "data")
+
   def loss_fn(p):
-    mutable = list(model_state) or False
-    res = model.apply({"params": p, **model_state}, batch["image"], train=True,
-                      mutable=mutable, rngs={"dropout": rng})
-    outputs, new_state = res if mutable else (res, {})
-    loss, terms = losses.total_loss(outputs, batch["label"], loss_cfg, ignore_label)
+    if per_device_batch_norm:
+      outputs, stacked = jax.shard_map(
+          per_device_forward, mesh=mesh, in_specs=(P(), P(), P("data"), P()),
+          out_specs=(P("data"), P("data")), check_vma=False)(p, model_state, batch["image"], rng)
+      new_state = jax.tree.map(lambda x: x[0], stacked)
+    else:
+      outputs, new_state = forward(p, model_state, batch["image"], rng)
+    if per_device_loss:
+      loss, terms = jax.shard_map(per_device_loss_fn, mesh=mesh, in_specs=(P("data"), P("data")),
+                                  out_specs=P(), check_vma=False)(outputs, batch["label"])
+    else:
+      loss, terms = losses.total_loss(outputs, batch["label"], loss_cfg, ignore_label)
     return loss, (terms, new_state)
   return jax.value_and_grad(loss_fn, has_aux=True)(params)
 
@@ -49,7 +89,8 @@ def all_finite(*trees) -> jax.Array:
   return jnp.all(jnp.stack([jnp.isfinite(x).all() for x in leaves]))
 
 
-def make_train_step(model, tx, schedule, loss_cfg, ignore_label=255):
+def make_train_step(model, tx, schedule, loss_cfg, ignore_label=255, mesh=None,
+                    per_device_batch_norm=False):
   """Pure `train_step(state, batch, rng) -> (state, metrics)`; the dropout key is
   `fold_in(rng, step)` so that a resumed run draws the same masks. metrics['finite'] says
   whether the loss, the gradients and the new state are all finite (the loop stops on the
@@ -57,7 +98,8 @@ def make_train_step(model, tx, schedule, loss_cfg, ignore_label=255):
   def train_step(state, batch, rng):
     step_rng = jax.random.fold_in(rng, state.step)
     (loss, (terms, new_state)), grads = loss_and_grads(
-        model, loss_cfg, state.params, state.model_state, batch, step_rng, ignore_label)
+        model, loss_cfg, state.params, state.model_state, batch, step_rng, ignore_label, mesh,
+        per_device_batch_norm)
     # Keep the state's dtypes fixed (float64 compute would promote BN statistics) so the
     # step never retraces.
     new_state = jax.tree.map(lambda n, o: n.astype(o.dtype), new_state, state.model_state)
@@ -370,8 +412,9 @@ def _train_and_evaluate(config, workdir: str):
       info(f"moved {dropped} records of metrics.jsonl after step {start} (logged after the "
            f"last checkpoint) to {workdir}/metrics_set_aside.jsonl")
 
-    train_step = jax.jit(make_train_step(model, tx, schedule, config.loss,
-                                         config.data.ignore_label),
+    train_step = jax.jit(make_train_step(
+        model, tx, schedule, config.loss, config.data.ignore_label, mesh,
+        config.train.get("per_device_batch_norm", False)),
                          in_shardings=(repl, parallel.data_sharded(mesh), repl),
                          out_shardings=(repl, repl), donate_argnums=(0,))
     evaluations = make_evaluations(config, model, mesh, val_sources)
