@@ -91,8 +91,10 @@ def backbone_label(bb) -> str:
   return " ".join([bb.name] + [f"{k}={v}" for k, v in sorted(bb.items()) if k != "name"])
 
 
-def benchmark(config, size, batch, steps=5, warmup=1, matmul=4096):
-  """Returns the benchmark record for `config` at images (batch, *size, 3)."""
+def time_steps(config, size, batch, steps=5, warmup=1) -> dict:
+  """Median seconds of the jitted train step and of the inference (argmax of 'out') of
+  `config` on images (batch, *size, 3) over the mesh of every device, with the compiled
+  programs, their peak memory and what `benchmark` needs to count their FLOPs."""
   mesh = parallel.make_mesh()
   parallel.check_batch_size(batch, mesh, "--batch")
   model = build_model(config.model)
@@ -121,24 +123,37 @@ def benchmark(config, size, batch, steps=5, warmup=1, matmul=4096):
   train_s = timing.median_seconds(train_once, steps, warmup)
   train_peak = _peak_mb(compiled_train)
   variables = {"params": holder["state"].params, **holder["state"].model_state}
-  def infer_fn(v, x, model=model):
-    return jnp.argmax(model.apply(v, x)["out"], -1)
-  compiled_infer = jax.jit(infer_fn).lower(variables, gb["image"]).compile()
+  compiled_infer = jax.jit(_infer_fn(model)).lower(variables, gb["image"]).compile()
   infer_s = timing.median_seconds(lambda: compiled_infer(variables, gb["image"]), steps,
                                  warmup)
-  n_params = sum(int(np.prod(a.shape)) for a in jax.tree.leaves(params))
+  return dict(train_s=train_s, infer_s=infer_s, compiled_train=compiled_train,
+              compiled_infer=compiled_infer,
+              peak_memory_mb=max(train_peak, _peak_mb(compiled_infer)),
+              params=sum(int(np.prod(a.shape)) for a in jax.tree.leaves(params)),
+              state=holder["state"], variables=variables, batch=gb, key=key, tx=tx,
+              schedule=schedule)
+
+
+def _infer_fn(model):
+  return lambda v, x: jnp.argmax(model.apply(v, x)["out"], -1)
+
+
+def benchmark(config, size, batch, steps=5, warmup=1, matmul=4096):
+  """Returns the benchmark record for `config` at images (batch, *size, 3)."""
+  t = time_steps(config, size, batch, steps, warmup)
+  train_s, infer_s, gb = t["train_s"], t["infer_s"], t["batch"]
   peak = matmul_peak_gflops(matmul)
-  train_gflop, infer_gflop = _gflop(compiled_train), _gflop(compiled_infer)
+  train_gflop, infer_gflop = _gflop(t["compiled_train"]), _gflop(t["compiled_infer"])
   direct = direct_model(config)
-  train_model = _model_gflop(train.make_train_step(direct, tx, schedule, config.loss),
-                             holder["state"], gb, key)
-  infer_model = _model_gflop(lambda v, x: infer_fn(v, x, direct), variables, gb["image"])
+  train_model = _model_gflop(train.make_train_step(direct, t["tx"], t["schedule"], config.loss),
+                             t["state"], gb, t["key"])
+  infer_model = _model_gflop(_infer_fn(direct), t["variables"], gb["image"])
   return {"config": config.model.head, "size": list(size), "batch": batch,
           "backbone": backbone_label(config.model.backbone), "dtype": config.model.dtype,
           "devices": f"{jax.device_count()}x{jax.devices()[0].device_kind}",
-          "params": n_params,
+          "params": t["params"],
           "train_img_per_s": batch / train_s, "infer_img_per_s": batch / infer_s,
-          "peak_memory_mb": max(train_peak, _peak_mb(compiled_infer)),
+          "peak_memory_mb": t["peak_memory_mb"],
           "train_step_s": train_s, "infer_step_s": infer_s,
           "train_gflop_per_step": train_gflop, "infer_gflop_per_step": infer_gflop,
           "train_gflop_per_s": train_gflop / train_s, "infer_gflop_per_s": infer_gflop / infer_s,

@@ -30,6 +30,13 @@ def count(tree):
   return sum(int(np.prod(a.shape)) for a in jax.tree.leaves(tree))
 
 
+def model_params(config):
+  """The abstract parameter tree (shapes only, via eval_shape) of `config`'s model."""
+  model = build_model(config.model)
+  x = jnp.zeros((1, 64, 64, 3), jnp.uint8)
+  return jax.eval_shape(lambda: model.init(jax.random.key(0), x))["params"]
+
+
 def describe(b) -> str:
   """A short name of a backbone config: 'R101 deep OS8', 'hrnet W48', 'dfnet df2', ..."""
   name = b.get("name", "resnet")
@@ -39,32 +46,41 @@ def describe(b) -> str:
   return f"{name} ({fields})"
 
 
-def _conv_macs(jaxpr) -> int:
-  """Sum over the jaxpr's convolutions of prod(kernel shape) * prod(output spatial size) *
-  batch: multiply-adds as modelsummary.py counts them (kernel HWIO holds Cin / groups)."""
-  total = 0
+def conv_layers(jaxpr) -> list:
+  """(kernel shape HWIO, output positions = batch x output H x W) of every convolution of the
+  jaxpr, nested ones included (kernel I is Cin / groups)."""
+  layers = []
   for eqn in jaxpr.eqns:
     if eqn.primitive.name == "conv_general_dilated":
       kernel = eqn.invars[1].aval.shape
       out = eqn.outvars[0].aval.shape
       spec = eqn.params["dimension_numbers"].out_spec  # (batch, feature, spatial...)
       positions = int(np.prod([out[d] for d in spec[2:]])) * out[spec[0]]
-      total += int(np.prod(kernel)) * positions
+      layers.append((tuple(kernel), positions))
     for sub in jax.extend.core.jaxprs_in_params(eqn.params):
-      total += _conv_macs(sub)
-  return total
+      layers += conv_layers(sub)
+  return layers
 
 
-def conv_macs(config, size) -> int:
-  """Convolution multiply-adds of one eval-mode forward of `config`'s model at `size`."""
+def model_conv_layers(config, size) -> list:
+  """`conv_layers` of one eval-mode forward (batch 1, every output) of `config`'s model at
+  `size`, with direct convolutions (`Lowering(conv='direct', dilated='lax')`: every conv one
+  conv op, no `platform_dependent` branches, each of which would hold a copy of the conv)."""
   c = config.copy_and_resolve_references()
   c.model.lowering.conv = "direct"
+  c.model.lowering.dilated = "lax"
   if c.model.num_classes == 0:
     c.model.num_classes = 19
   model = build_model(c.model)
   x = jax.ShapeDtypeStruct((1, *size, 3), jnp.uint8)
   v = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, 64, 64, 3), jnp.uint8)))
-  return _conv_macs(jax.make_jaxpr(lambda v, x: model.apply(v, x, False))(v, x).jaxpr)
+  return conv_layers(jax.make_jaxpr(lambda v, x: model.apply(v, x, False))(v, x).jaxpr)
+
+
+def conv_macs(config, size) -> int:
+  """Convolution multiply-adds as modelsummary.py counts them: sum of prod(kernel shape) x
+  output positions."""
+  return sum(int(np.prod(k)) * n for k, n in model_conv_layers(config, size))
 
 
 def main():
@@ -87,9 +103,7 @@ def main():
     c = config_lib.load(path)
     if c.model.num_classes == 0:  # 'the dataset's' (PASCAL Context): 59, or 60 with context_60
       c.model.num_classes = 60 if c.data.context_60 else 59
-    model = build_model(c.model)
-    x = jnp.zeros((1, 64, 64, 3), jnp.uint8)
-    v = jax.eval_shape(lambda: model.init(jax.random.key(0), x))["params"]
+    v = model_params(c)
     print(f"| {os.path.basename(path)[:-3]} | {describe(c.model.backbone)} | "
           f"{count(v) / 1e6:.2f} | {count(v['backbone']) / 1e6:.2f} | "
           f"{count(v['head']) / 1e6:.2f} |")
