@@ -30,11 +30,9 @@ UNWRITABLE = "/sys/kernel"  # sysfs: no one, root included, creates files there
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory):
-  cache = str(tmp_path_factory.mktemp("jax_cache"))
-  return {**os.environ, "JAX_COMPILATION_CACHE_DIR": cache,
-          "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
-          "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0"}
+def env():
+  """The subprocesses' environment: the session's (conftest.py: its compilation cache)."""
+  return dict(os.environ)
 
 
 def _cmd(workdir, *args):
