@@ -18,9 +18,16 @@ Reloading needs jax and numpy only, no flaseg:
   exported = jax.export.deserialize(open("mine.jax", "rb").read())
   labels, probs = exported.call(images)          # images: uint8 (B, H, W, 3)
 
-ONNX (`--onnx`): not supported; see README "Your own images and data" for what was tried.
+`--format=onnx` writes an ONNX model instead (through jax2onnx, `bash scripts/install_onnx.sh`)
+of the same signature, B symbolic, H and W fixed, with one deviation: it holds the network's
+whole-image, single-scale forward (resize of the logits to the image, softmax, argmax), not
+the config's sliding windows, scales or flip, which multiply the graph (jax2onnx's graph
+optimiser is quadratic in its size) and which an ONNX runtime's caller can do itself.
+Convolutions are `lax.conv_general_dilated` and attention the plain einsum form, unchunked
+(`onnx_config`). Which networks convert is in README "Your own images and data".
 """
 import json
+import logging as py_logging
 import os
 import sys
 
@@ -33,6 +40,7 @@ from ml_collections import config_flags
 
 from flaseg import evaluate, predict
 from flaseg.errors import ConfigError, UserError
+from flaseg.models import build_model
 from flaseg.models.lowering import check_platforms
 
 
@@ -79,32 +87,82 @@ def export_inference(loaded: predict.Loaded, config, size=None, platforms=None):
         "sizes); pass --size=HxW") from e
 
 
+def describe(loaded: predict.Loaded, config, input_shape, output_shapes, platforms) -> dict:
+  """What an artefact is: its signature, classes, palette, weights and evaluation."""
+  return {"input": {"shape": [str(d) for d in input_shape], "dtype": "uint8",
+                    "layout": "NHWC RGB 0..255"},
+          "outputs": [{"name": "labels", "shape": [str(d) for d in output_shapes[0]],
+                       "dtype": "int32"},
+                      {"name": "probabilities", "shape": [str(d) for d in output_shapes[1]],
+                       "dtype": "float32"}],
+          "platforms": list(platforms), "class_names": list(loaded.class_names),
+          "palette": np.asarray(loaded.palette).tolist(), "weights": loaded.source,
+          "eval": config.eval.to_dict(), "model": {"head": config.model.head,
+                                                   "num_classes": config.model.num_classes}}
+
+
+def write_files(output: str, data: bytes, info: dict):
+  """`output` and `output`.json, each written to a .partial file and renamed into place."""
+  output = os.path.abspath(output)
+  os.makedirs(os.path.dirname(output), exist_ok=True)
+  for path, content, mode in ((output, data, "wb"),
+                              (output + ".json", json.dumps(info, indent=1), "w")):
+    with open(path + ".partial", mode) as f:
+      f.write(content)
+    os.replace(path + ".partial", path)
+
+
 def write(exported, loaded: predict.Loaded, config, output: str) -> dict:
   """Writes `output` (the serialized artefact) and `output`.json (what it is); returns the
   latter."""
-  output = os.path.abspath(output)
-  os.makedirs(os.path.dirname(output), exist_ok=True)
   try:
     import flatbuffers  # noqa: F401  (jax.export's serialization needs it; the export extra)
   except ImportError:
     raise UserError('writing a jax.export artefact needs flatbuffers: pip install '
                     '"flaseg[export]" (or pip install flatbuffers)') from None
-  info = {"input": {"shape": [str(d) for d in exported.in_avals[0].shape], "dtype": "uint8",
-                    "layout": "NHWC RGB 0..255"},
-          "outputs": [{"name": "labels", "shape": [str(d) for d in exported.out_avals[0].shape],
-                       "dtype": "int32"},
-                      {"name": "probabilities",
-                       "shape": [str(d) for d in exported.out_avals[1].shape],
-                       "dtype": "float32"}],
-          "platforms": list(exported.platforms), "class_names": list(loaded.class_names),
-          "palette": np.asarray(loaded.palette).tolist(), "weights": loaded.source,
-          "eval": config.eval.to_dict(), "model": {"head": config.model.head,
-                                                   "num_classes": config.model.num_classes}}
-  for path, data, mode in ((output, exported.serialize(), "wb"),
-                           (output + ".json", json.dumps(info, indent=1), "w")):
-    with open(path + ".partial", mode) as f:
-      f.write(data)
-    os.replace(path + ".partial", path)
+  info = describe(loaded, config, exported.in_avals[0].shape,
+                  [a.shape for a in exported.out_avals], exported.platforms)
+  write_files(output, exported.serialize(), info)
+  return info
+
+
+def onnx_config(config):
+  """`config` as the ONNX graph computes it: whole image, one scale, no flip;
+  `lax.conv_general_dilated` for every conv (no CPU matmul / Winograd branches) and the
+  einsum attention without query chunks (no loops in the graph)."""
+  c = config.copy_and_resolve_references()
+  with c.unlocked():
+    c.eval.mode, c.eval.scales, c.eval.flip = "whole", (1.0,), False
+    c.model.attention = ""
+    c.model.lowering.update(conv="direct", dilated="lax", attention="chunked",
+                            attention_max_bytes=2**62, relation_max_bytes=2**62)
+  return c
+
+
+def export_onnx(loaded: predict.Loaded, config, size, output: str) -> dict:
+  """Writes the ONNX model of `inference_fn` under `onnx_config` for uint8 (B, H, W, 3)
+  images (B symbolic, (H, W) = `size`) to `output`, and `output`.json; returns the latter."""
+  if size is None:
+    raise ConfigError("--format=onnx: pass --size=HxW (the ONNX graph has a fixed height and "
+                      "width)")
+  py_logging.getLogger("jax2onnx").setLevel(py_logging.ERROR)  # its optional example plugins
+  try:
+    import jax2onnx
+  except ImportError:
+    raise UserError("--format=onnx needs jax2onnx, onnx and onnxruntime: bash "
+                    "scripts/install_onnx.sh") from None
+  c = onnx_config(config)
+  onnx_loaded = loaded._replace(model=build_model(c.model))
+  fn = inference_fn(onnx_loaded, c)
+  model = jax2onnx.to_onnx(fn, [jax.ShapeDtypeStruct(("B", *size, 3), jnp.uint8)],
+                           model_name=f"flaseg_{config.model.head}",
+                           input_names=["images"], output_names=["labels", "probabilities"])
+  # jax2onnx 0.17's intermediate shape annotations swap H and W around its NHWC <-> NCHW
+  # transposes where H != W (onnxruntime then refuses the graph); the runtime infers them.
+  del model.graph.value_info[:]
+  info = describe(onnx_loaded, c, ("B", *size, 3),
+                  [("B", *size), ("B", *size, c.model.num_classes)], ["onnx"])
+  write_files(output, model.SerializeToString(), info)
   return info
 
 
@@ -121,6 +179,8 @@ def define_flags():
   flags.DEFINE_string("size", "", "HxW of the input images; '' tries symbolic ones.")
   flags.DEFINE_list("platforms", [], "Platforms to lower for (cpu, cuda, rocm, tpu); default: "
                     "this machine's.")
+  flags.DEFINE_enum("format", "jax", ["jax", "onnx"], "jax: a jax.export artefact; onnx: an "
+                    "ONNX model of the whole-image single-scale forward (jax2onnx).")
   flags.mark_flags_as_required(["config", "output"])
 
 
@@ -136,9 +196,15 @@ def main(argv):
   logging.set_verbosity(logging.WARNING)
   try:
     size = parse_size(FLAGS.size)
+    if FLAGS.format == "onnx" and size is None:
+      raise ConfigError("--format=onnx: pass --size=HxW (the ONNX graph has a fixed height "
+                        "and width)")
     loaded = predict.load_model(FLAGS.config, FLAGS.workdir, FLAGS.weights)
-    exported = export_inference(loaded, FLAGS.config, size, FLAGS.platforms or None)
-    info = write(exported, loaded, FLAGS.config, FLAGS.output)
+    if FLAGS.format == "onnx":
+      info = export_onnx(loaded, FLAGS.config, size, FLAGS.output)
+    else:
+      exported = export_inference(loaded, FLAGS.config, size, FLAGS.platforms or None)
+      info = write(exported, loaded, FLAGS.config, FLAGS.output)
   except UserError as e:
     _fail(e)
   print(f"exported {loaded.source} as {os.path.abspath(FLAGS.output)}: uint8 "

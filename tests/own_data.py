@@ -25,6 +25,9 @@ PREDICT = ("python -m flaseg.predict --config=configs/fla_folder.py:smoke "
            "--probabilities --batch_size=2")
 EXPORT = ("python -m flaseg.export_model --config=configs/fla_folder.py:smoke "
           "--config.data.root=mydata --workdir=my_run --output=mine.jax --size=40x56")
+EXPORT_ONNX = ("python -m flaseg.export_model --config=configs/fla_folder.py:smoke "
+               "--config.data.root=mydata --workdir=my_run --output=mine.onnx --size=40x56 "
+               "--format=onnx")
 
 CLASSES = ["background", "road", "car"]
 COLORS = [[70, 70, 70], [128, 64, 128], [0, 0, 142]]

@@ -1,6 +1,6 @@
 """python -m flaseg.export_model: the jax.export artefact, reloaded in a fresh process that
 imports jax and numpy only, gives the trained model's logits (up to softmax's
-normalisation) for any batch size."""
+normalisation) for any batch size; so does the ONNX model, run by onnxruntime."""
 import json
 import os
 import subprocess
@@ -25,6 +25,19 @@ RELOAD = textwrap.dedent("""
       out[f"labels_{b}"], out[f"probs_{b}"] = np.asarray(labels), np.asarray(probs)
     np.savez(sys.argv[3], **out)
     print(json.dumps(sorted(m for m in sys.modules if m == "flaseg" or m.startswith("flaseg."))))
+""")
+
+
+ONNX_RUN = textwrap.dedent("""
+    import json, sys
+    import numpy as np, onnxruntime
+    session = onnxruntime.InferenceSession(sys.argv[1], providers=["CPUExecutionProvider"])
+    images = np.load(sys.argv[2])
+    out = {}
+    for b in (1, 3):  # the batch is symbolic
+      out[f"labels_{b}"], out[f"probs_{b}"] = session.run(None, {"images": images[:b]})
+    np.savez(sys.argv[3], **out)
+    print(json.dumps([i.name for i in session.get_inputs()] + [o.name for o in session.get_outputs()]))
 """)
 
 
@@ -55,18 +68,62 @@ def test_exported_model_reloads_without_flaseg_and_gives_the_logits(own_data_run
   assert reload.returncode == 0, reload.stderr[-3000:]
   assert json.loads(reload.stdout.strip().splitlines()[-1]) == []  # no flaseg module loaded
   out = np.load(tmp_path / "out.npz")
-  # reference: the trained model's logits, restored by the trainer's path
+  logits, log_softmax = _trained_log_softmax(own_data_run, images)
+  for b in (1, 3):
+    assert out[f"probs_{b}"].shape == (b, 40, 56, 3)
+    np.testing.assert_allclose(np.log(out[f"probs_{b}"]), log_softmax[:b], atol=2e-5)
+    np.testing.assert_array_equal(out[f"labels_{b}"], logits[:b].argmax(-1))
+
+
+def _trained_log_softmax(own_data_run, images):
+  """Logits of the trained model, restored by the trainer's path, and their log-softmax."""
   config = _config(own_data_run)
   config.model.num_classes = 3
   model, state, _ = train.restore_latest(config, own_data_run["workdir"], parallel.make_mesh())
   logits = np.asarray(model.apply({"params": state.params, **state.model_state}, images)["out"],
                       np.float64)
   log_softmax = logits - logits.max(-1, keepdims=True)
-  log_softmax -= np.log(np.exp(log_softmax).sum(-1, keepdims=True))
+  return logits, log_softmax - np.log(np.exp(log_softmax).sum(-1, keepdims=True))
+
+
+@pytest.mark.slow
+def test_onnx_model_run_by_onnxruntime_gives_the_logits(own_data_run, tmp_path, monkeypatch):
+  pytest.importorskip("jax2onnx", reason="bash scripts/install_onnx.sh")
+  pytest.importorskip("onnxruntime", reason="bash scripts/install_onnx.sh")
+  base = own_data_run["base"]
+  monkeypatch.chdir(own_data.REPO)
+  result = own_data.run(own_data.EXPORT_ONNX, base)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert "Traceback" not in result.stderr, result.stderr[-3000:]  # jax2onnx's logging quiet
+  model = os.path.join(base, "mine.onnx")
+  with open(model + ".json") as f:
+    info = json.load(f)
+  assert info["input"]["shape"] == ["B", "40", "56", "3"] and info["platforms"] == ["onnx"]
+  rng = np.random.default_rng(1)
+  images = np.stack([own_data.scene(rng, *own_data.SIZE)[0] for _ in range(3)])
+  np.save(tmp_path / "images.npy", images)
+  run = subprocess.run([sys.executable, "-c", ONNX_RUN, model, str(tmp_path / "images.npy"),
+                        str(tmp_path / "out.npz")], cwd=str(tmp_path), capture_output=True,
+                       text=True, timeout=300)
+  assert run.returncode == 0, run.stderr[-3000:]
+  assert json.loads(run.stdout.strip().splitlines()[-1]) == ["images", "labels", "probabilities"]
+  out = np.load(tmp_path / "out.npz")
+  logits, log_softmax = _trained_log_softmax(own_data_run, images)
   for b in (1, 3):
     assert out[f"probs_{b}"].shape == (b, 40, 56, 3)
     np.testing.assert_allclose(np.log(out[f"probs_{b}"]), log_softmax[:b], atol=2e-5)
     np.testing.assert_array_equal(out[f"labels_{b}"], logits[:b].argmax(-1))
+
+
+def test_onnx_needs_a_fixed_size():
+  result = subprocess.run([sys.executable, "-m", "flaseg.export_model",
+                           "--config=configs/quickstart.py:smoke", "--weights=none.npz",
+                           "--output=x.onnx", "--format=onnx"], cwd=own_data.REPO,
+                          capture_output=True, text=True, timeout=300)
+  assert result.returncode == 2
+  assert result.stderr.strip().splitlines() == [
+      "flaseg.export_model: error: --format=onnx: pass --size=HxW (the ONNX graph has a fixed "
+      "height and width)"]
 
 
 @pytest.mark.slow

@@ -156,5 +156,5 @@ def test_tensorboard_is_optional(tmp_path, monkeypatch):
 def test_readme_shows_the_tested_commands():
   with open(os.path.join(own_data.REPO, "README.md")) as f:
     readme = " ".join(f.read().replace("\\\n", " ").split())
-  for command in (own_data.TRAIN, own_data.PREDICT, own_data.EXPORT):
+  for command in (own_data.TRAIN, own_data.PREDICT, own_data.EXPORT, own_data.EXPORT_ONNX):
     assert command in readme, command

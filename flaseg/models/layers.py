@@ -69,6 +69,18 @@ def batch_norm(train: bool, dtype: Dtype = jnp.float32, name: Optional[str] = No
                       dtype=dtype, param_dtype=jnp.float32, scale_init=scale_init, name=name)
 
 
+def max_pool(x: jax.Array, window: int, stride: int, padding) -> jax.Array:
+  """`MaxPool2d(window, stride)` with explicit `padding` ((top, bottom), (left, right)): the
+  input padded with -inf (as PyTorch and `nn.max_pool`'s own padding), then a VALID pool.
+  Written with keyword arguments and a string padding, the form that jax2onnx's replacement
+  of `flax.linen.max_pool` accepts (`python -m flaseg.export_model --onnx`)."""
+  pads = ((0, 0),) + tuple(map(tuple, padding)) + ((0, 0),)
+  if any(p for pair in pads for p in pair):
+    x = jnp.pad(x, pads, constant_values=-jnp.inf)
+  return nn.max_pool(x, window_shape=(window, window), strides=(stride, stride),
+                     padding="VALID")
+
+
 class ConvBNReLU(nn.Module):
   """Conv (no bias) -> BN -> ReLU: mmcv `ConvModule` and AttaNet `ConvBNReLU`."""
   features: int

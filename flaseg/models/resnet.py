@@ -20,7 +20,7 @@ from typing import Any, Optional, Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
-from flaseg.models.layers import batch_norm, conv
+from flaseg.models.layers import batch_norm, conv, max_pool
 from flaseg.models.lowering import DEFAULT, Lowering
 from flaseg.errors import ConfigError
 
@@ -145,7 +145,7 @@ class ResNet(nn.Module):
       x = conv(features, kernel, stride, dtype=self.dtype, lowering=self.lowering,
                name=f"stem_conv{i + 1}")(x)
       x = nn.relu(batch_norm(train, self.dtype, name=f"stem_bn{i + 1}")(x))
-    x = nn.max_pool(x, (3, 3), (2, 2), padding=((1, 1), (1, 1)))
+    x = max_pool(x, 3, 2, ((1, 1), (1, 1)))
 
     strides, dilations = OUTPUT_STRIDES[self.output_stride]
     feats = {}

@@ -39,7 +39,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from flaseg.errors import ConfigError
-from flaseg.models.layers import batch_norm, conv
+from flaseg.models.layers import batch_norm, conv, max_pool
 from flaseg.models.lowering import DEFAULT, Lowering
 
 Dtype = Any
@@ -141,7 +141,7 @@ class ShuffleNetV2(nn.Module):
     x = x.astype(self.dtype)
     x = conv(channels[0], 3, 2, **kw, name="conv1")(x)
     x = nn.relu(batch_norm(train, self.dtype, name="bn1")(x))
-    x = nn.max_pool(x, (3, 3), (2, 2), padding=((1, 1), (1, 1)))
+    x = max_pool(x, 3, 2, ((1, 1), (1, 1)))
     feats = {"c2": x}
     strides, dilations = OUTPUT_STRIDES[self.output_stride]
     for s, (repeats, stride, dilation) in enumerate(zip(STAGE_REPEATS, strides, dilations)):

@@ -6,6 +6,7 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from flaseg.models.heads.fcn import FCNHead
 from flaseg.models.layers import plain_conv
@@ -22,7 +23,9 @@ def criss_cross_attention(q, k, v):
   """
   h = q.shape[1]
   e_h = jnp.einsum("bhwc,biwc->bhwi", q, k, preferred_element_type=jnp.float32)
-  e_h = jnp.where(jnp.eye(h, dtype=bool)[None, :, None, :], -jnp.inf, e_h)
+  # The diagonal as a numpy constant (not jnp.eye, which jax2onnx turns into an ONNX EyeLike
+  # that onnxruntime cannot run for booleans).
+  e_h = jnp.where(np.eye(h, dtype=bool)[None, :, None, :], -jnp.inf, e_h)
   e_w = jnp.einsum("bhwc,bhjc->bhwj", q, k, preferred_element_type=jnp.float32)
   attn = jax.nn.softmax(jnp.concatenate([e_h, e_w], axis=-1), axis=-1).astype(v.dtype)
   return (jnp.einsum("bhwi,biwc->bhwc", attn[..., :h], v)

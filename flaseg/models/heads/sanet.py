@@ -36,7 +36,8 @@ import jax.numpy as jnp
 
 from flaseg.models.heads.fcn import auxiliary_head
 from flaseg.models.heads.head import Head
-from flaseg.models.layers import ConvBNReLU, conv, resize_bilinear, resize_nearest
+from flaseg.models.layers import (ConvBNReLU, conv, max_pool, resize_bilinear,
+                                  resize_nearest)
 from flaseg.models.lowering import DEFAULT, Lowering
 
 Dtype = Any
@@ -46,7 +47,7 @@ def max_pool_ceil(x, window: int):
   """`MaxPool2d(window, window, ceil_mode=True)`: the last partial window is kept."""
   ph = -x.shape[1] % window
   pw = -x.shape[2] % window
-  return nn.max_pool(x, (window, window), (window, window), padding=((0, ph), (0, pw)))
+  return max_pool(x, window, window, ((0, ph), (0, pw)))
 
 
 def squeeze_attention(main, attn):
