@@ -11,15 +11,17 @@ os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
                            + " --xla_force_host_platform_device_count=8"
                            + " --xla_backend_optimization_level=0").strip()
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
-# One persistent compilation cache for the session, this process and every subprocess (CLI
+# One persistent compilation cache for the session, shared by this process, the pytest-xdist
+# workers (started after this file ran, they inherit the variable) and every subprocess (CLI
 # tests): a program that many tests compile, such as the `quickstart.py:smoke` train step,
-# is compiled by XLA once. A fresh folder per session, removed at its end, so no test reads a
-# compilation of another checkout.
-_CACHE = tempfile.mkdtemp(prefix="flaseg_test_jax_cache_")
-os.environ["JAX_COMPILATION_CACHE_DIR"] = _CACHE
+# is compiled by XLA once. A fresh folder per session, removed at its end by the process that
+# made it, so no test reads a compilation of another checkout.
+if "FLASEG_TEST_JAX_CACHE" not in os.environ:
+  os.environ["FLASEG_TEST_JAX_CACHE"] = tempfile.mkdtemp(prefix="flaseg_test_jax_cache_")
+  atexit.register(shutil.rmtree, os.environ["FLASEG_TEST_JAX_CACHE"], ignore_errors=True)
+os.environ["JAX_COMPILATION_CACHE_DIR"] = os.environ["FLASEG_TEST_JAX_CACHE"]
 os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
 os.environ["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"] = "0"
-atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
 
 # The repository root, so that tests import the PyTorch peers as `from reference.torch import
 # ...` (reference/ lives beside flaseg/ and is not installed with it).
@@ -37,3 +39,13 @@ def own_data_run(tmp_path_factory):
   on the folder by the README's command (tests/own_data.py), once per session."""
   import own_data
   return own_data.make_run(tmp_path_factory.mktemp("own_data"))
+
+
+def pytest_collection_modifyitems(config, items):
+  """Under pytest-xdist (`-n 2`, `--dist=loadgroup`): each test file runs on one worker, so
+  that its module-scoped fixtures (trained models, compiled steps) are built once, and the
+  files that share `own_data_run` on the same one, so that it trains once."""
+  for item in items:
+    group = "own_data" if "own_data_run" in getattr(item, "fixturenames", ()) else \
+        item.nodeid.split("::")[0]
+    item.add_marker(pytest.mark.xdist_group(group))

@@ -183,9 +183,12 @@ def test_two_processes_train_like_one_and_one_process_restores_them(tmp_path):
   # Same losses, parameters, BN statistics, mIoU and predictions as one process.
   a, b = _losses(one), _losses(two)
   assert sorted(b) == list(range(1, STEPS + 1))
-  # 5e-5: on CPU the weight gradients are matmuls over the sharded batch (flaseg.models.conv),
-  # so the processes' partial sums round differently; by step 8 losses differ by ~2e-5.
-  np.testing.assert_allclose([b[s] for s in sorted(a)], [a[s] for s in sorted(a)], rtol=5e-5)
+  # 2e-4: on CPU the weight gradients are matmuls over the sharded batch (flaseg.models.conv),
+  # so the processes' partial sums round differently, and the quickstart's OHEM (top-k of the
+  # pixel losses) can turn that rounding into another selected pixel: by step 8 losses differ
+  # by ~2e-5 on one 2-core machine, and by 1.2e-4 at step 7 on another (Intel Xeon). A wrong
+  # shard or step differs by 1e-2 and more.
+  np.testing.assert_allclose([b[s] for s in sorted(a)], [a[s] for s in sorted(a)], rtol=2e-4)
   state_one, state_two = _restore_state(one, STEPS), _restore_state(two, STEPS)
   # BN statistics follow the parameters, which drift by up to 1e-3 (below).
   _assert_tree_close(state_two["model_state"], state_one["model_state"], 1e-3)
