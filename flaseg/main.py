@@ -14,6 +14,7 @@ Multi-host (one process per host, same command on every host; README "Multi-host
 import logging as std_logging
 import os
 import sys
+import threading
 
 from absl import app, flags, logging
 from ml_collections import config_flags
@@ -110,11 +111,18 @@ def fail(e: BaseException):
 def quiet_exit(status: int):
   """Exits with nothing printed after the message: orbax's background futures and asyncio
   would report a failed save again while the interpreter shuts down (the save is already
-  finished or removed by then)."""
+  finished or removed by then: the trainer's `with` blocks have run). A single process ends
+  at once (`os._exit`), so that no background thread prints while the interpreter finalises
+  (a failed save's threads print "Event loop is closed" tracebacks there); several processes
+  exit normally, so that jax.distributed's shutdown still runs."""
   std_logging.getLogger("asyncio").setLevel(std_logging.CRITICAL + 1)
   logging.set_verbosity(logging.FATAL)
   sys.unraisablehook = lambda unraisable: None
+  threading.excepthook = lambda args: None
+  sys.stdout.flush()
   sys.stderr.flush()
+  if "jax" not in sys.modules or sys.modules["jax"].process_count() == 1:
+    os._exit(status)
   sys.exit(status)
 
 

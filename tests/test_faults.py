@@ -202,8 +202,6 @@ def test_corrupt_checkpoint_is_named_then_restore_step_resumes(trained, tmp_path
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=False, reason="issue 16, disk-full row still open: the save's cleanup "
-                   "and its one-line message are not yet reliable (failed in the suite)")
 def test_disk_full_during_a_save(trained, tmp_path, env):
   """Files may not grow past 200 KB (the kernel's per-process limit, as a full disk): the save
   of checkpoint 6 fails, its unfinished folder is removed, checkpoint 3 is intact and the
