@@ -20,6 +20,7 @@ Per network (both readings of "DNLNet": dnl, denoised_nl):
               synthetic set, in a temporary workdir): the protocol runs end to end.
 """
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -46,8 +47,8 @@ def study_gflops(config, size) -> float:
 
 def smoke_miou(head: str) -> float:
   """Final mIoU of `configs/study.py:head=<head>,smoke`, trained in a temporary workdir."""
-  with tempfile.TemporaryDirectory() as workdir:
-    config = config_lib.load(f"{STUDY}:head={head},smoke")
+  with tempfile.TemporaryDirectory() as workdir, contextlib.redirect_stdout(sys.stderr):
+    config = config_lib.load(f"{STUDY}:head={head},smoke")  # its progress lines: stderr
     config.train.tensorboard = False
     return float(train.train_and_evaluate(config, workdir)["miou"])
 
