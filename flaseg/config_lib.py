@@ -296,12 +296,13 @@ def mmseg_recipe(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
 
 def study_recipe(c: ml_collections.ConfigDict, crop=(769, 769),
                  stride=(513, 513)) -> ml_collections.ConfigDict:
-  """The empirical study's common protocol (Guo et al., arXiv 2309.10217), which
-  configs/study.py imposes on any head's own network and which RecoNet and SANet (no
-  Cityscapes recipe of their own) train with: ResNet-101 at output stride 8 (stem and
-  dilations stay the network's), crop `crop` (769 Cityscapes, 520 ADE20K), batch 8, SGD lr
-  1e-2 poly 0.9 without warm-up or LR multipliers, 80k iterations, single-scale slide test
-  over `crop` windows every `stride`."""
+  """The empirical study's training figures (Guo et al., arXiv 2309.10217) as a recipe for a
+  network that keeps its own stem, dilations and loss settings; RecoNet and SANet (no
+  Cityscapes recipe of their own) train with it: ResNet-101 at output stride 8, crop `crop`
+  (769 Cityscapes, 520 ADE20K), batch 8, SGD lr 1e-2 poly 0.9 without warm-up or LR
+  multipliers, 80k iterations, single-scale slide test over `crop` windows every `stride`.
+  The study's comparison itself is configs/study.py, stricter: one backbone and mmseg's whole
+  recipe for every head (`study_protocol`)."""
   c.data.crop_size = tuple(crop)
   c.model.backbone.depth = 101
   c.model.backbone.output_stride = 8

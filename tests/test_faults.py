@@ -139,13 +139,15 @@ def test_ctrl_c_saves_and_exits_like_sigterm(trained):
 
 
 @pytest.mark.slow
-def test_non_finite_step_stops_before_saving(trained, tmp_path, env):
-  """lr=1e6 (with the quickstart's OHEM, whose loss reads 0.0 on NaN logits): the run stops on
-  the first non-finite step, names it, saves nothing after it; checkpoint 3 stays complete."""
+@pytest.mark.parametrize("loss", [(), ("--config.loss.ohem=none",)], ids=["ohem", "no_ohem"])
+def test_non_finite_step_stops_before_saving(trained, tmp_path, env, loss):
+  """lr=1e6 (with the quickstart's OHEM, whose loss reads 0.0 on NaN logits, and without it):
+  the run stops on the first non-finite step, names it, saves nothing after it; checkpoint 3
+  stays complete."""
   workdir = _copy(trained[0], tmp_path)
   shutil.rmtree(os.path.join(workdir, "checkpoints", "6"))  # resume from 3: 3 steps left
   before = _tree_bytes(os.path.join(workdir, "checkpoints", "3"))
-  res = _run(env, workdir, *BASE, "--config.optim.lr=1e6",
+  res = _run(env, workdir, *BASE, "--config.optim.lr=1e6", *loss,
              "--config.checkpoint.allow_changes=True")
   line = _one_line_error(res, "are not finite", "stopped without saving it",
                          f"the last good checkpoint is {workdir}/checkpoints/3")
