@@ -22,7 +22,8 @@ Reloading needs jax and numpy only, no flaseg:
 of the same signature, B symbolic, H and W fixed, with one deviation: it holds the network's
 whole-image, single-scale forward (resize of the logits to the image, softmax, argmax), not
 the config's sliding windows, scales or flip, which multiply the graph (jax2onnx's graph
-optimiser is quadratic in its size) and which an ONNX runtime's caller can do itself.
+optimiser slows down faster than the graph grows: FLANet's 6 scales x 2 flips at :smoke did
+not convert in 10 minutes) and which an ONNX runtime's caller can do itself.
 Convolutions are `lax.conv_general_dilated` and attention the plain einsum form, unchunked
 (`onnx_config`). Which networks convert is in README "Your own images and data".
 """
