@@ -59,31 +59,34 @@ def test_exported_model_reloads_without_flaseg_and_gives_the_logits(own_data_run
     info = json.load(f)
   assert info["input"]["shape"] == ["b", "40", "56", "3"] and info["class_names"] == \
       own_data.CLASSES
+  printed = _run_and_compare(RELOAD, artefact, own_data_run, tmp_path)
+  assert printed == []  # no flaseg module loaded
+
+
+def _run_and_compare(script, artefact, own_data_run, tmp_path):
+  """Runs `script` (artefact, images.npy, out.npz) in a fresh process on 3 images and checks
+  its labels and probabilities for batches 1 and 3 against the trained model's logits,
+  restored by the trainer's path; returns the JSON of the script's last printed line."""
   rng = np.random.default_rng(0)
   images = np.stack([own_data.scene(rng, *own_data.SIZE)[0] for _ in range(3)])
   np.save(tmp_path / "images.npy", images)
-  reload = subprocess.run([sys.executable, "-c", RELOAD, artefact, str(tmp_path / "images.npy"),
-                           str(tmp_path / "out.npz")], cwd=str(tmp_path), capture_output=True,
-                          text=True, timeout=300)
-  assert reload.returncode == 0, reload.stderr[-3000:]
-  assert json.loads(reload.stdout.strip().splitlines()[-1]) == []  # no flaseg module loaded
+  run = subprocess.run([sys.executable, "-c", script, artefact, str(tmp_path / "images.npy"),
+                        str(tmp_path / "out.npz")], cwd=str(tmp_path), capture_output=True,
+                       text=True, timeout=300)
+  assert run.returncode == 0, run.stderr[-3000:]
   out = np.load(tmp_path / "out.npz")
-  logits, log_softmax = _trained_log_softmax(own_data_run, images)
-  for b in (1, 3):
-    assert out[f"probs_{b}"].shape == (b, 40, 56, 3)
-    np.testing.assert_allclose(np.log(out[f"probs_{b}"]), log_softmax[:b], atol=2e-5)
-    np.testing.assert_array_equal(out[f"labels_{b}"], logits[:b].argmax(-1))
-
-
-def _trained_log_softmax(own_data_run, images):
-  """Logits of the trained model, restored by the trainer's path, and their log-softmax."""
   config = _config(own_data_run)
   config.model.num_classes = 3
   model, state, _ = train.restore_latest(config, own_data_run["workdir"], parallel.make_mesh())
   logits = np.asarray(model.apply({"params": state.params, **state.model_state}, images)["out"],
                       np.float64)
   log_softmax = logits - logits.max(-1, keepdims=True)
-  return logits, log_softmax - np.log(np.exp(log_softmax).sum(-1, keepdims=True))
+  log_softmax -= np.log(np.exp(log_softmax).sum(-1, keepdims=True))
+  for b in (1, 3):
+    assert out[f"probs_{b}"].shape == (b, 40, 56, 3)
+    np.testing.assert_allclose(np.log(out[f"probs_{b}"]), log_softmax[:b], atol=2e-5)
+    np.testing.assert_array_equal(out[f"labels_{b}"], logits[:b].argmax(-1))
+  return json.loads(run.stdout.strip().splitlines()[-1])
 
 
 @pytest.mark.slow
@@ -99,22 +102,11 @@ def test_onnx_model_run_by_onnxruntime_gives_the_logits(own_data_run, tmp_path, 
   with open(model + ".json") as f:
     info = json.load(f)
   assert info["input"]["shape"] == ["B", "40", "56", "3"] and info["platforms"] == ["onnx"]
-  rng = np.random.default_rng(1)
-  images = np.stack([own_data.scene(rng, *own_data.SIZE)[0] for _ in range(3)])
-  np.save(tmp_path / "images.npy", images)
-  run = subprocess.run([sys.executable, "-c", ONNX_RUN, model, str(tmp_path / "images.npy"),
-                        str(tmp_path / "out.npz")], cwd=str(tmp_path), capture_output=True,
-                       text=True, timeout=300)
-  assert run.returncode == 0, run.stderr[-3000:]
-  assert json.loads(run.stdout.strip().splitlines()[-1]) == ["images", "labels", "probabilities"]
-  out = np.load(tmp_path / "out.npz")
-  logits, log_softmax = _trained_log_softmax(own_data_run, images)
-  for b in (1, 3):
-    assert out[f"probs_{b}"].shape == (b, 40, 56, 3)
-    np.testing.assert_allclose(np.log(out[f"probs_{b}"]), log_softmax[:b], atol=2e-5)
-    np.testing.assert_array_equal(out[f"labels_{b}"], logits[:b].argmax(-1))
+  printed = _run_and_compare(ONNX_RUN, model, own_data_run, tmp_path)
+  assert printed == ["images", "labels", "probabilities"]
 
 
+@pytest.mark.slow
 def test_onnx_needs_a_fixed_size():
   result = subprocess.run([sys.executable, "-m", "flaseg.export_model",
                            "--config=configs/quickstart.py:smoke", "--weights=none.npz",
