@@ -110,7 +110,8 @@ def time_steps(config, size, batch, steps=5, warmup=1) -> dict:
   batch_np = {"image": rng.integers(0, 256, shape).astype(np.uint8),
               "label": rng.integers(0, config.model.num_classes, shape[:3]).astype(np.int32)}
   gb = parallel.global_batch(batch_np, mesh)
-  train_fn = train.make_train_step(model, tx, schedule, config.loss, config.data.ignore_label)
+  train_fn = train.make_train_step(model, tx, schedule, config.loss, config.data.ignore_label,
+                                   mesh, config.train.per_device_batch_norm)
   step = jax.jit(train_fn, in_shardings=(repl, data, repl), out_shardings=(repl, repl))
   key = jax.random.key(0)
   compiled_train = step.lower(state, gb, key).compile()
@@ -131,7 +132,7 @@ def time_steps(config, size, batch, steps=5, warmup=1) -> dict:
               peak_memory_mb=max(train_peak, _peak_mb(compiled_infer)),
               params=sum(int(np.prod(a.shape)) for a in jax.tree.leaves(params)),
               state=holder["state"], variables=variables, batch=gb, key=key, tx=tx,
-              schedule=schedule)
+              schedule=schedule, mesh=mesh)
 
 
 def _infer_fn(model):
@@ -145,8 +146,10 @@ def benchmark(config, size, batch, steps=5, warmup=1, matmul=4096):
   peak = matmul_peak_gflops(matmul)
   train_gflop, infer_gflop = _gflop(t["compiled_train"]), _gflop(t["compiled_infer"])
   direct = direct_model(config)
-  train_model = _model_gflop(train.make_train_step(direct, t["tx"], t["schedule"], config.loss),
-                             t["state"], gb, t["key"])
+  train_model = _model_gflop(
+      train.make_train_step(direct, t["tx"], t["schedule"], config.loss, mesh=t["mesh"],
+                            per_device_batch_norm=config.train.per_device_batch_norm),
+      t["state"], gb, t["key"])
   infer_model = _model_gflop(_infer_fn(direct), t["variables"], gb["image"])
   return {"config": config.model.head, "size": list(size), "batch": batch,
           "backbone": backbone_label(config.model.backbone), "dtype": config.model.dtype,
