@@ -9,6 +9,7 @@ import pytest
 
 from flaseg import config_lib
 from reference.torch import benchmark as torch_benchmark
+from reference.torch.imports import declare_torchvision_ops
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -75,7 +76,8 @@ def test_reference_names_the_heads_it_covers():
 def test_realtime_protocol_fps_next_to_the_official_attanet():
   """`--realtime`: AttaNet's protocol (resize inside the timed function) in flaseg and, with
   --reference=torch, the official PyTorch AttaNet in the same run."""
-  pytest.importorskip("torch")
+  torch = pytest.importorskip("torch")
+  declare_torchvision_ops(torch)  # else importing torchvision here fails (reference/torch)
   pytest.importorskip("torchvision")
   r = _run("--config=configs/attanet_cityscapes.py:realtime,smoke", "--realtime",
            "--size=64x128", "--steps=1", "--warmup=1", "--reference=torch", "--json")
