@@ -10,10 +10,11 @@ The paper's text for ADE20K: crop 512, batch 32, 250k iterations (lr 1e-2 poly 0
 1000 iterations, 10x LR on the output heads, no decay on BN and biases, AttaNet OHEM at 0.7 on
 the three outputs with weight 1, n_min = H*W/2 per 8-image GPU batch = 512*512/2 * 4 over the
 global batch of 32; `:ddp` makes BatchNorm and OHEM per device as AttaNet's DDP training,
-with n_min = 8 x 512 x 512 / 16 per 8-image device: `config_lib.ddp_without_syncbn`). Backbone: torchvision-stem ResNet at output stride 32 as AttaNet-R18,
-head widths as the released head (128). Test: 512 sliding windows at stride 427 with flip
-(the released evaluate.py's rule, stride = 5/6 of the crop, at this crop), on the images
-resized as flaseg's ADE20K part does (short side 512).
+with n_min = 8 x 512 x 512 / 16 per 8-image device: `config_lib.ddp_without_syncbn`).
+Backbone: torchvision-stem ResNet at output stride 32 as AttaNet-R18, head widths as the
+released head (128). Test: 512 sliding windows at stride 427 with flip (the released
+evaluate.py's rule, stride = 5/6 of the crop, at this crop), on the images resized as
+flaseg's ADE20K part does (short side 512).
 Not released (only the Cityscapes ResNet-18 code is): the ADE20K code, its test protocol and
 how the head attaches to and is sized for ResNet-50/101 (AttaNet Table 4 gives 53.62M
 parameters for ResNet-50 + AttaNet on Cityscapes, more than this 128-wide head on an

@@ -12,12 +12,13 @@ upsizing crop and the 90-degree rotation (transform.py). BatchNorm and OHEM over
 batch (SyncBN) by default; `:ddp` trains as AttaNet did, DDP with plain BatchNorm: per-device
 BatchNorm statistics and per-device OHEM (n_min = 8 x 1024 x 1024 / 16 per device), which is
 AttaNet's split only on 2 devices of 8 images (`config_lib.ddp_without_syncbn`).
-Not reproduced: the discrete scale set {0.75, ..., 2.0} (a continuous range [0.75, 2.0] here). Default test: 1024 sliding windows at stride 854 with
-flip, as the released evaluate.py; the paper gives no figure for that protocol (the released
-val checkpoint's 78.8 is the repository README's, its protocol not stated). The paper's 78.5
-mIoU (Cityscapes test, ResNet-18, 130 FPS) is a real-time figure: compare it with `:realtime`,
-which evaluates as it is measured (the 1024x2048 image resized to 512x1024 inside the model, the
-prediction resized back, single scale, no flip; `config_lib.realtime_eval`).
+Not reproduced: the discrete scale set {0.75, ..., 2.0} (a continuous range [0.75, 2.0]
+here). Default test: 1024 sliding windows at stride 854 with flip, as the released
+evaluate.py; the paper gives no figure for that protocol (the released val checkpoint's
+78.8 is the repository README's, its protocol not stated). The paper's 78.5 mIoU
+(Cityscapes test, ResNet-18, 130 FPS) is a real-time figure: compare it with `:realtime`,
+which evaluates as it is measured (the 1024x2048 image resized to 512x1024 inside the model,
+the prediction resized back, single scale, no flip; `config_lib.realtime_eval`).
 """
 from flaseg import config_lib
 

@@ -24,7 +24,8 @@ mmseg's R-101-D8 recipe, which six of the eight networks were released with:
   test      single scale, no flip, crop-sized windows at 2/3 of the crop (769 / 513 on
             Cityscapes resized to 1025x2049, 520 / 346 on ADE20K), scored at the labels'
             original size.
-Per-network settings, only where a head cannot work without them (`PER_HEAD`):
+Per-network settings, only where a head cannot work without them (tests/test_study.py checks
+that no other key differs):
   every head  its own module and widths (head_kwargs of configs/<head>_cityscapes.py: the
               network itself, not the recipe) and its own auxiliary outputs: an mmseg FCN on
               layer3 ('aux'; nl, dnl, danet, emanet, isanet, ccnet, reconet), FLANet's two

@@ -140,12 +140,17 @@ def onnx_config(config):
   return c
 
 
-def export_onnx(loaded: predict.Loaded, config, size, output: str) -> dict:
-  """Writes the ONNX model of `inference_fn` under `onnx_config` for uint8 (B, H, W, 3)
-  images (B symbolic, (H, W) = `size`) to `output`, and `output`.json; returns the latter."""
+def check_onnx_size(size):
+  """The ONNX graph has a fixed height and width: `size` must be given."""
   if size is None:
     raise ConfigError("--format=onnx: pass --size=HxW (the ONNX graph has a fixed height and "
                       "width)")
+
+
+def export_onnx(loaded: predict.Loaded, config, size, output: str) -> dict:
+  """Writes the ONNX model of `inference_fn` under `onnx_config` for uint8 (B, H, W, 3)
+  images (B symbolic, (H, W) = `size`) to `output`, and `output`.json; returns the latter."""
+  check_onnx_size(size)
   py_logging.getLogger("jax2onnx").setLevel(py_logging.ERROR)  # its optional example plugins
   try:
     import jax2onnx
@@ -197,9 +202,8 @@ def main(argv):
   logging.set_verbosity(logging.WARNING)
   try:
     size = parse_size(FLAGS.size)
-    if FLAGS.format == "onnx" and size is None:
-      raise ConfigError("--format=onnx: pass --size=HxW (the ONNX graph has a fixed height "
-                        "and width)")
+    if FLAGS.format == "onnx":
+      check_onnx_size(size)  # before the model is loaded
     loaded = predict.load_model(FLAGS.config, FLAGS.workdir, FLAGS.weights)
     if FLAGS.format == "onnx":
       info = export_onnx(loaded, FLAGS.config, size, FLAGS.output)

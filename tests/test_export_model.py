@@ -37,7 +37,8 @@ ONNX_RUN = textwrap.dedent("""
     for b in (1, 3):  # the batch is symbolic
       out[f"labels_{b}"], out[f"probs_{b}"] = session.run(None, {"images": images[:b]})
     np.savez(sys.argv[3], **out)
-    print(json.dumps([i.name for i in session.get_inputs()] + [o.name for o in session.get_outputs()]))
+    names = [i.name for i in session.get_inputs()] + [o.name for o in session.get_outputs()]
+    print(json.dumps(names))
 """)
 
 

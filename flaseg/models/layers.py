@@ -73,7 +73,7 @@ def max_pool(x: jax.Array, window: int, stride: int, padding) -> jax.Array:
   """`MaxPool2d(window, stride)` with explicit `padding` ((top, bottom), (left, right)): the
   input padded with -inf (as PyTorch and `nn.max_pool`'s own padding), then a VALID pool.
   Written with keyword arguments and a string padding, the form that jax2onnx's replacement
-  of `flax.linen.max_pool` accepts (`python -m flaseg.export_model --onnx`)."""
+  of `flax.linen.max_pool` accepts (`python -m flaseg.export_model --format=onnx`)."""
   pads = ((0, 0),) + tuple(map(tuple, padding)) + ((0, 0),)
   if any(p for pair in pads for p in pair):
     x = jnp.pad(x, pads, constant_values=-jnp.inf)
