@@ -239,3 +239,64 @@ def test_large_resizes_gather_the_same_taps(align_corners):
   got = layers.resize_bilinear(jnp.asarray(x, jnp.float32), size, align_corners)
   np.testing.assert_allclose(got, _naive_bilinear(x, *size, align_corners), rtol=1e-5,
                              atol=1e-5)
+
+
+def test_add_relu_equals_relu_of_the_sum_in_values_and_gradients():
+  """layers.add_relu against numpy: max(y + x, 0) with NaN kept, gradient w * [y + x > 0] to
+  both inputs (relu'(0) = 0, as torch), exact ties y = -x included; mixed dtypes and
+  broadcasting promote as `y + x` does."""
+  rng = np.random.default_rng(0)
+  y = rng.normal(size=(2, 5, 3, 4)).astype(np.float32)
+  x = rng.normal(size=(2, 5, 3, 4)).astype(np.float32)
+  x[0, 0] = -y[0, 0]  # exact ties: output 0, gradient 0
+  y[1, 1, 1, 1] = np.nan
+  w = rng.normal(size=y.shape).astype(np.float32)
+  want = np.maximum(y + x, 0)
+  got = layers.add_relu(jnp.asarray(y), jnp.asarray(x))
+  np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+  np.testing.assert_allclose(got, want, rtol=0, atol=0)
+  gy, gx = jax.grad(lambda a, b: jnp.nansum(w * layers.add_relu(a, b)), (0, 1))(y, x)
+  mask = (y + x > 0)
+  np.testing.assert_array_equal(gy, w * mask)
+  np.testing.assert_array_equal(gx, w * mask)
+  half = layers.add_relu(jnp.asarray(y, jnp.bfloat16), jnp.asarray(x[:1, :1]))
+  assert half.dtype == jnp.float32 and half.shape == y.shape
+  gb = jax.grad(lambda b: layers.add_relu(jnp.asarray(y), b).sum())(jnp.asarray(x[:1, :1]))
+  np.testing.assert_array_equal(gb, (y + x[:1, :1] > 0).sum((0, 1), keepdims=True))
+
+
+def _largest_fusion_inputs(compiled) -> int:
+  import re
+  return max(s.count("%") for s in re.findall(r"= [^\n]*? fusion\(([^\n]*?)\), kind",
+                                              compiled.as_text()))
+
+
+def test_residual_chains_compile_without_recomputing_earlier_blocks():
+  """XLA's CPU fusion copies elementwise producers into every fusible consumer; through a
+  chain of residual blocks relu(y + x) and its autodiff gradient were recomputed by every
+  later block (quadratic; HRNetV2-W48's train step spent 1.9 of 7.2 s on it). With
+  `add_relu` the largest fusion of the forward and of the gradient does not grow with depth."""
+  import flax.linen as nn
+
+  class Chain(nn.Module):
+    blocks: int
+
+    @nn.compact
+    def __call__(self, x, train):
+      for k in range(self.blocks):
+        x = resnet.BasicBlock(8, name=f"b{k}")(x, train)
+      return x
+
+  sizes = {}
+  for blocks in (3, 9):
+    m = Chain(blocks)
+    x = jnp.ones((2, 12, 16, 8))
+    v = m.init(jax.random.key(0), x, False)
+
+    def loss(p, x):
+      out, _ = m.apply({**v, "params": p}, x, True, mutable=["batch_stats"])
+      return (out ** 2).mean()
+    fwd = jax.jit(lambda v, x: m.apply(v, x, False)).lower(v, x).compile()
+    grad = jax.jit(jax.grad(loss)).lower(v["params"], x).compile()
+    sizes[blocks] = (_largest_fusion_inputs(fwd), _largest_fusion_inputs(grad))
+  assert sizes[9] == sizes[3], sizes

@@ -30,7 +30,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from flaseg.errors import ConfigError
-from flaseg.models.layers import ConvBNReLU, batch_norm, conv, resize_bilinear
+from flaseg.models.layers import ConvBNReLU, add_relu, batch_norm, conv, resize_bilinear
 from flaseg.models.lowering import DEFAULT, Lowering
 from flaseg.models.resnet import BasicBlock, Bottleneck
 
@@ -57,7 +57,7 @@ class HRModule(nn.Module):
         xs[b] = BasicBlock(c, **kw, name=f"branch{b}_{k}")(xs[b], train)
     outs = []
     for i, ci in enumerate(self.channels):
-      y = 0
+      terms = []
       for j, cj in enumerate(self.channels):
         if j == i:
           z = xs[j]
@@ -73,8 +73,8 @@ class HRModule(nn.Module):
             last = k == i - j - 1
             z = ConvBNReLU(ci if last else cj, 3, 2, relu=not last, **kw,
                            name=f"fuse{i}_{j}_{k}")(z, train)
-        y = y + z
-      outs.append(nn.relu(y))
+        terms.append(z)
+      outs.append(add_relu(sum(terms[1:-1], terms[0]), terms[-1]))
     return outs
 
 

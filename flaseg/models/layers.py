@@ -81,6 +81,49 @@ def max_pool(x: jax.Array, window: int, stride: int, padding) -> jax.Array:
                      padding="VALID")
 
 
+def add_relu(y: jax.Array, x: jax.Array) -> jax.Array:
+  """relu(y + x), the end of a residual block, written so that XLA keeps it (and its
+  gradient) as one array.
+
+  Same values as `nn.relu(y + x)` (y + x where that is positive, else exactly 0; NaN stays
+  NaN) and the same gradient (relu'(0) = 0, to both inputs). Why: XLA's CPU fusion pass
+  copies an elementwise producer into every consumer that can fuse it, whenever the producer
+  reads at most one array (relu = max(v, 0)) or all its consumers are fusible. Through a
+  chain of residual blocks, where each block's output feeds the next block's add, every
+  block's fusion then recomputes all earlier blocks' BN + add + relu from their conv outputs:
+  quadratic in depth. Measured on HRNetV2-W48 (the deepest chains, 4 blocks x 8 modules),
+  256x512, batch 2, 2-core CPU: inference 2.06 -> 1.19 s, train step 7.2 -> 5.3 s (forward
+  form below), the gradient chain again recomputed up to 40 blocks of select/add per fusion
+  without the custom backward.
+  - Forward: x + where(y <= -x, -x, y) ends in a binary add, which a convolution consumer
+    does not fuse, so the block output is materialised once.
+  - Backward (`jax.custom_vjp`): one mask of the saved output, the same array returned to
+    both inputs; autodiff's form (a select, a negate and two adds per block) was copied down
+    the chain as well. (`lax.optimization_barrier` does not help: the CPU pipeline removes it
+    before fusion.)
+  """
+  y, x = jnp.broadcast_arrays(*(v.astype(jnp.result_type(y, x)) for v in (y, x)))
+  return _add_relu(y, x)
+
+
+@jax.custom_vjp
+def _add_relu(y, x):
+  return x + jnp.where(y <= -x, -x, y)
+
+
+def _add_relu_fwd(y, x):
+  out = _add_relu(y, x)
+  return out, out
+
+
+def _add_relu_bwd(out, g):
+  d = jnp.where(out > 0, g, jnp.zeros_like(g))
+  return d, d
+
+
+_add_relu.defvjp(_add_relu_fwd, _add_relu_bwd)
+
+
 class ConvBNReLU(nn.Module):
   """Conv (no bias) -> BN -> ReLU: mmcv `ConvModule` and AttaNet `ConvBNReLU`."""
   features: int

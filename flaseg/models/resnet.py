@@ -20,7 +20,7 @@ from typing import Any, Optional, Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
-from flaseg.models.layers import batch_norm, conv, max_pool
+from flaseg.models.layers import add_relu, batch_norm, conv, max_pool
 from flaseg.models.lowering import DEFAULT, Lowering
 from flaseg.errors import ConfigError
 
@@ -79,7 +79,7 @@ class BasicBlock(nn.Module):
     if self.project:
       x = Shortcut(self.features * self.expansion, self.stride, self.avg_down, self.dtype,
                    self.lowering, name="downsample")(x, train)
-    return nn.relu(y + x)
+    return add_relu(y, x)
 
 
 class Bottleneck(BasicBlock):
