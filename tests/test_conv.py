@@ -72,6 +72,17 @@ def test_cpu_compiles_the_matmul_path():
   assert "conditional(" not in three
 
 
+def test_strided_input_gradient_is_one_matmul_not_a_dilated_convolution():
+  """A strided KxK conv's input gradient on CPU is one dot spread back with interior pads;
+  XLA's own (a convolution over the zero-dilated dy, run outside its fast conv library) is
+  absent from the compiled gradient. Its values: test_value_and_gradients_equal_lax."""
+  f = lambda x, w: conv_lib.conv_general_dilated(
+      x, w, (2, 2), ((1, 1), (1, 1)), dimension_numbers=("NHWC", "HWIO", "NHWC")).sum()
+  text = jax.jit(jax.grad(f)).lower(jnp.ones((2, 12, 10, 8)), jnp.ones((3, 3, 8, 16))).as_text(
+      "hlo")
+  assert " convolution(" not in text and text.count(" dot(") == 1, text
+
+
 def test_other_layouts_fall_back_to_lax():
   """Grouped convs, string padding and NCHW go to lax unchanged."""
   rng = np.random.default_rng(0)

@@ -20,10 +20,11 @@ as its `conv_general_dilated` field. `lax.platform_dependent` chooses at lowerin
       again 16 matmuls each (input and weight gradient), so forward and backward both run
       at 1.5-1.8x the direct conv's rate. A dilation-d conv is d*d interleaved undilated ones,
       so tiles are taken with stride d: no space-to-batch copy;
-    - any other KxK conv keeps XLA's forward and input gradient (near the matmul rate) and
-      takes its weight gradient from K*K matmuls, one per kernel tap:
+    - any other KxK conv keeps XLA's forward (near the matmul rate) and takes its weight
+      gradient from K*K matmuls, one per kernel tap:
       dW[i, j] = sum_{n,h,w} x_pad[n, h*s + i*d, w*s + j*d, :]^T dy[n, h, w, :]
-      (a `custom_vjp`).
+      (a `custom_vjp`); its input gradient is XLA's where the stride is 1, and one matmul
+      spread back onto the input grid where it is not (`input_grad_by_taps`).
 
 Same results as `lax.conv_general_dilated` up to float rounding (tests/test_conv.py; F(2x2,
 3x3) adds about 1e-6 relative error, the size of the reordering the other paths have).
@@ -224,10 +225,45 @@ def _tap_fwd(x, w, strides, padding, dilation, precision):
 
 def _tap_bwd(strides, padding, dilation, precision, residuals, dy):
   x, w = residuals
-  _, input_vjp = jax.vjp(lambda v: _lax_nhwc(v, w, strides, padding, dilation, precision), x)
-  (dx,) = input_vjp(dy)
+  if strides == (1, 1):
+    _, input_vjp = jax.vjp(lambda v: _lax_nhwc(v, w, strides, padding, dilation, precision), x)
+    (dx,) = input_vjp(dy)
+  else:
+    dx = input_grad_by_taps(dy, w, x.shape, strides, padding, dilation, precision)
   dw = weight_grad_by_taps(x, dy, w.shape, strides, padding, dilation, precision)
-  return dx, dw.astype(w.dtype)
+  return dx.astype(x.dtype), dw.astype(w.dtype)
+
+
+def input_grad_by_taps(dy, w, input_shape: Sequence[int], strides, padding, dilation,
+                       precision=None):
+  """dX of a strided NHWC/HWIO conv as one (N*Ho*Wo, O) x (O, K*K*C) matmul, each tap's
+  columns then spread back onto the input grid:
+  dX_pad[n, h*s + i*d, w*s + j*d] += sum_o dy[n, h, w, o] W[i, j, :, o].
+  XLA lowers a strided conv's input gradient as a convolution over the zero-dilated dy
+  (`lhs_dilation`), which its CPU runtime runs outside its fast conv library: HRNet's
+  3x3/2 fuse and transition convs took 105 ms for one 256->96 conv at 64x128 (batch 2).
+  The spreading is `lax.pad` with interior padding s - 1, summed over the taps (one fusion).
+  """
+  kh, kw, cin, cout = w.shape
+  n, h, wd, _ = input_shape
+  _, ho, wo, _ = dy.shape
+  (pt, pb), (pl, pr) = padding
+  (sh, sw), (dh, dw) = strides, dilation
+  acc = jnp.promote_types(dy.dtype, jnp.float32)
+  cols = lax.dot_general(dy.reshape(n * ho * wo, cout), w.reshape(kh * kw * cin, cout),
+                         (((1,), (1,)), ((), ())), precision=precision,
+                         preferred_element_type=acc)
+  cols = cols.reshape(n, ho, wo, kh, kw, cin)
+  rows, width = h + pt + pb, wd + pl + pr  # the padded input
+  dx = None
+  for i in range(kh):
+    for j in range(kw):
+      top, left = i * dh, j * dw
+      tap = lax.pad(cols[:, :, :, i, j], jnp.zeros((), acc),
+                    ((0, 0, 0), (top, rows - top - (ho - 1) * sh - 1, sh - 1),
+                     (left, width - left - (wo - 1) * sw - 1, sw - 1), (0, 0, 0)))
+      dx = tap if dx is None else dx + tap
+  return dx[:, pt:pt + h, pl:pl + wd]
 
 
 _conv_tap_weight_grad.defvjp(_tap_fwd, _tap_bwd)
