@@ -42,6 +42,27 @@ def test_resize_bilinear_matches_torch_formula(align_corners, size):
   np.testing.assert_allclose(got, _naive_bilinear(x, *size, align_corners), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("shape,scale", [((1, 3), (4, 3)), ((2, 5), (2, 8)), ((4, 3), (3, 1))])
+def test_integer_upsampling_matches_torch_formula_in_values_and_gradients(shape, scale):
+  """An integer upsampling runs as interleaved two-row phases (no matrix product, no gather):
+  values against the torch formula, the gradient against the adjoint of the naive loop
+  (its matrix applied to dy), one- and two-row inputs (clamped edges) included."""
+  h, w = shape
+  size = (h * scale[0], w * scale[1])
+  rng = np.random.default_rng(2)
+  x = rng.normal(size=(2, h, w, 3))
+  dy = rng.normal(size=(2, *size, 3))
+  resize = lambda v: layers.resize_bilinear(v, size)
+  got, vjp = jax.vjp(resize, jnp.asarray(x, jnp.float32))
+  np.testing.assert_allclose(got, _naive_bilinear(x, *size, False), rtol=1e-5, atol=1e-5)
+  basis = np.eye(h * w).reshape(h * w, h, w, 1)
+  matrix = _naive_bilinear(basis, *size, False).reshape(h * w, -1)  # (in, out) positions
+  want = np.einsum("io,boc->bic", matrix, dy.reshape(2, -1, 3)).reshape(x.shape)
+  np.testing.assert_allclose(vjp(jnp.asarray(dy, jnp.float32))[0], want, rtol=1e-5, atol=1e-5)
+  jaxpr = str(jax.make_jaxpr(resize)(jnp.asarray(x, jnp.float32)))
+  assert "dot_general" not in jaxpr and "gather" not in jaxpr
+
+
 def test_resize_nearest_matches_torch_formula():
   x = np.arange(2 * 5 * 3).reshape(1, 5, 3, 2).astype(np.float32)
   got = np.asarray(layers.resize_nearest(jnp.asarray(x), (10, 7)))
@@ -236,12 +257,14 @@ def test_large_resizes_gather_the_same_taps(align_corners):
   """Above RESIZE_MATMUL_MAX_ENTRIES an axis is resized by gathering its two taps instead of
   a matrix product: the same torch formula (a full-resolution logits upsampling would cost
   ~1000x more as matmuls)."""
-  x = np.random.default_rng(1).normal(size=(1, 300, 7, 2))  # 300 -> 600 rows: gathered
-  size = (600, 5)
-  assert 600 * 300 > layers.RESIZE_MATMUL_MAX_ENTRIES >= 5 * 7
-  got = layers.resize_bilinear(jnp.asarray(x, jnp.float32), size, align_corners)
+  x = np.random.default_rng(1).normal(size=(1, 300, 7, 2))  # 300 -> 601 rows: gathered
+  size = (601, 5)  # not an integer scale (those run as phases)
+  assert 601 * 300 > layers.RESIZE_MATMUL_MAX_ENTRIES >= 5 * 7
+  resize = lambda v: layers.resize_bilinear(v, size, align_corners)
+  got = resize(jnp.asarray(x, jnp.float32))
   np.testing.assert_allclose(got, _naive_bilinear(x, *size, align_corners), rtol=1e-5,
                              atol=1e-5)
+  assert "gather" in str(jax.make_jaxpr(resize)(jnp.asarray(x, jnp.float32)))
 
 
 def test_add_relu_equals_relu_of_the_sum_in_values_and_gradients():

@@ -180,8 +180,42 @@ def _linear_weights(in_size: int, out_size: int, align_corners: bool) -> np.ndar
 RESIZE_MATMUL_MAX_ENTRIES = 2**16
 
 
+def _upsample_axis(x: jax.Array, axis: int, scale: int) -> jax.Array:
+  """`_resize_axis` for an integer upsampling `scale` and align_corners=False.
+
+  Output row i * scale + r reads rows i - 1 and i, or i and i + 1, with the same two weights
+  for every i (the phase r): each phase is a weighted sum of `x` and `x` shifted by one row
+  (edge rows repeated, as torch clamps), and the phases interleave. Elementwise: about one
+  pass over memory each way, where the matrix product costs `in` multiply-adds per output
+  (HRNetV2's 96 channels x2 to 128x256, batch 2, CPU: forward 29.0 -> 5.1 ms, forward +
+  backward 60.1 -> 14.8 ms; torch 5.1 / 24.3; scripts/resize_benchmark.py)."""
+  n = x.shape[axis]
+  i0, _, frac = _linear_taps(n, n * scale, False)
+  row = 1 if n > 1 else 0  # the phases are read off row 1: row 0 may be clamped
+  rows = functools.partial(jax.lax.slice_in_dim, x, axis=axis)
+  previous = jnp.concatenate([rows(0, 1), rows(0, n - 1)], axis)
+  following = jnp.concatenate([rows(1, n), rows(n - 1, n)], axis)
+  phases = []
+  for r in range(scale):
+    f = frac[row * scale + r]
+    lo, hi = (previous, x) if i0[row * scale + r] < row else (x, following)
+    phases.append(lo * jnp.asarray(1 - f, x.dtype) + hi * jnp.asarray(f, x.dtype))
+  y = jnp.stack(phases, axis + 1)
+  return y.reshape(x.shape[:axis] + (n * scale,) + x.shape[axis + 1:])
+
+
 def _resize_axis(x: jax.Array, axis: int, out_size: int, align_corners: bool) -> jax.Array:
   """torch's 1-D linear interpolation of NHWC `x` along `axis` (1: H, 2: W)."""
+  in_size = x.shape[axis]
+  if out_size == in_size:  # torch copies the rows either way
+    return x
+  if not align_corners and out_size > in_size and out_size % in_size == 0:
+    return _upsample_axis(x, axis, out_size // in_size)
+  return _interpolate_axis(x, axis, out_size, align_corners)
+
+
+def _interpolate_axis(x: jax.Array, axis: int, out_size: int, align_corners: bool):
+  """`_resize_axis` for any sizes: the interpolation matrix product or the two-tap gather."""
   in_size = x.shape[axis]
   hp = jax.lax.Precision.HIGHEST
   if out_size * in_size <= RESIZE_MATMUL_MAX_ENTRIES:
@@ -198,8 +232,9 @@ def _resize_axis(x: jax.Array, axis: int, out_size: int, align_corners: bool) ->
 def resize_bilinear(x: jax.Array, size: Sequence[int], align_corners: bool = False) -> jax.Array:
   """Bilinear resize of NHWC `x` to `size` = (H, W), exactly as torch `F.interpolate`.
 
-  Separable: one axis at a time, as a small interpolation matrix product or, for large axes,
-  a two-tap gather (`RESIZE_MATMUL_MAX_ENTRIES`); the same weights either way. Unlike
+  Separable: one axis at a time; an integer upsampling as interleaved two-row phases, any
+  other size as a small interpolation matrix product or, for large axes, a two-tap gather
+  (`RESIZE_MATMUL_MAX_ENTRIES`); the same weights every way. Unlike
   `jax.image.resize`, it never antialiases when shrinking, as torch.
   """
   h, w = int(size[0]), int(size[1])
