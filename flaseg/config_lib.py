@@ -68,6 +68,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.lowering = ml_collections.ConfigDict(dict(
       conv="auto", dilated="auto", attention="auto",
       winograd_min_channels=128, winograd_min_positions=4096,
+      winograd_weight_grad_min_channels=64,
       attention_max_bytes=2**30, relation_max_bytes=2**27, attention_chunk_bytes=2**26))
   c.model.attention = ""         # '' or a value of lowering.attention, which it overrides
 

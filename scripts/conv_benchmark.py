@@ -6,6 +6,7 @@ Winograd conv's "effective" rate can exceed the matmul rate.
 
   python scripts/conv_benchmark.py [--json]
   python scripts/conv_benchmark.py --dilated --json   # lax against the sub-grid dilated conv
+  python scripts/conv_benchmark.py --weight-grad      # the 3x3 weight gradients, three ways
 
 This is the measurement behind flaseg.models.conv's CPU path; on GPU/TPU both columns run
 the same lax convolution.
@@ -96,12 +97,52 @@ def measure_dilated(h, cin, cout, k, stride, dilation, batch=8):
   return row
 
 
+# (H, W, channels): HRNetV2-W48's "same" 3x3 convs at a 512x1024 input, batch 2: the stage-1
+# bottleneck (64) and the four branches (48, 96, 192, 384).
+WEIGHT_GRAD_SHAPES = [(128, 256, 64), (128, 256, 48), (64, 128, 96), (32, 64, 192),
+                      (16, 32, 384)]
+
+
+def measure_weight_grad(h, w, c, batch=2):
+  """Milliseconds of a 3x3 "same" conv's weight gradient: XLA's own, one matmul per tap
+  (`conv.weight_grad_by_taps`) and F(2x2, 3x3)'s adjoint (`conv.winograd_weight_grad`), and
+  which of the last two flaseg's CPU lowering picks."""
+  rng = np.random.default_rng(0)
+  x = jnp.asarray(rng.standard_normal((batch, h, w, c)), jnp.float32)
+  dy = jnp.asarray(rng.standard_normal((batch, h, w, c)), jnp.float32)
+  kernel = jnp.zeros((3, 3, c, c), jnp.float32)
+  pad = ((1, 1), (1, 1))
+  xla = lambda a, g: jax.vjp(lambda k: lax.conv_general_dilated(  # noqa: E731
+      a, k, (1, 1), pad, dimension_numbers=DN), kernel)[1](g)[0]
+  ways = {"xla": xla,
+          "taps": lambda a, g: conv_lib.weight_grad_by_taps(a, g, kernel.shape, (1, 1), pad,
+                                                            (1, 1)),
+          "winograd": conv_lib.winograd_weight_grad}
+  row = {"shape": f"{batch}x{h}x{w} {c}->{c} k3"}
+  for name, f in ways.items():
+    row[f"{name}_ms"] = 1e3 * _time(jax.jit(f), x, dy)
+  if conv_lib.winograd_applies(x, kernel, (1, 1), pad, (1, 1)):
+    row["flaseg"] = "winograd (the whole conv)"
+  elif conv_lib.winograd_weight_grad_applies(x, kernel, (1, 1), pad, (1, 1)):
+    row["flaseg"] = "winograd"
+  else:
+    row["flaseg"] = "taps"
+  return row
+
+
 def main():
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   p.add_argument("--json", action="store_true")
   p.add_argument("--dilated", action="store_true",
                  help="only the dilated convs, lax against the sub-grid formulation")
+  p.add_argument("--weight-grad", action="store_true",
+                 help="only HRNet's 3x3 weight gradients: XLA, per tap, Winograd's adjoint")
   a = p.parse_args()
+  if a.weight_grad:
+    rows = [measure_weight_grad(*s) for s in WEIGHT_GRAD_SHAPES]
+    print(json.dumps({"device": jax.devices()[0].device_kind, "weight_grad": rows},
+                     indent=None if a.json else 1))
+    return
   if a.dilated:
     rows = [measure_dilated(*s) for s in DILATED_SHAPES]
     print(json.dumps({"device": jax.devices()[0].device_kind, "dilated": rows},

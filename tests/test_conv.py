@@ -168,6 +168,74 @@ def test_winograd_equals_lax_and_is_as_accurate(batch, h, w, cin, cout, dilation
   np.testing.assert_array_equal(conv_lib.winograd_conv3x3(x, kernel, list(dilation)), y)
 
 
+# (batch, H, W, Cin, Cout, dilation): "same" 3x3 convs below the Winograd threshold whose
+# weight gradient the CPU computes as F(2x2, 3x3)'s adjoint; the same kinds of sizes as above,
+# and a map one row high.
+WINOGRAD_WEIGHT_GRAD_CASES = [
+    (1, 9, 13, 64, 70, (1, 1)),
+    (3, 11, 8, 64, 64, (2, 2)),
+    (2, 7, 10, 65, 64, (4, 1)),
+    (2, 1, 3, 64, 66, (1, 1)),
+]
+
+
+def _naive_weight_grad_float64(x, dy, dilation):
+  """dW[i, j] = sum over pixels of x_pad[pixel + (i, j) * d]^T dy[pixel], in float64 numpy."""
+  x, dy = np.asarray(x, np.float64), np.asarray(dy, np.float64)
+  (dh, dw), (_, h, wd, _) = dilation, x.shape
+  xp = np.pad(x, ((0, 0), (dh, dh), (dw, dw), (0, 0)))
+  return np.stack([np.stack([np.einsum("nhwc,nhwo->co", xp[:, i * dh:i * dh + h,
+                                                            j * dw:j * dw + wd], dy)
+                             for j in range(3)]) for i in range(3)])
+
+
+@pytest.mark.parametrize("batch,h,w,cin,cout,dilation", WINOGRAD_WEIGHT_GRAD_CASES)
+def test_winograd_weight_grad_equals_lax_and_is_as_accurate(batch, h, w, cin, cout, dilation):
+  """The direct conv with F(2x2, 3x3)'s weight gradient: value, input and weight gradient
+  equal lax's; the weight gradient's error against a float64 sum over pixels is within 4x of
+  lax's own float32 error."""
+  rng = np.random.default_rng(cin + cout + h)
+  x = jnp.asarray(rng.standard_normal((batch, h, w, cin)), jnp.float32)
+  kernel = jnp.asarray(rng.standard_normal((3, 3, cin, cout)), jnp.float32)
+  pad = tuple((d, d) for d in dilation)
+  dn = ("NHWC", "HWIO", "NHWC")
+  ref = lambda a, b: lax.conv_general_dilated(a, b, (1, 1), pad, rhs_dilation=dilation,
+                                              dimension_numbers=dn)
+  ours = lambda a, b: conv_lib.conv_general_dilated(a, b, (1, 1), pad, rhs_dilation=dilation,
+                                                    dimension_numbers=dn,
+                                                    lowering=SMALL_WINOGRAD)
+  assert conv_lib.winograd_weight_grad_applies(x, kernel, (1, 1), pad, dilation,
+                                               SMALL_WINOGRAD)
+  ref_y, ref_vjp = jax.vjp(ref, x, kernel)
+  y, vjp = jax.jit(lambda a, b: jax.vjp(ours, a, b))(x, kernel)
+  dy = jnp.asarray(rng.standard_normal(ref_y.shape), jnp.float32)
+  (dx, dw), (ref_dx, ref_dw) = vjp(dy), ref_vjp(dy)
+  for got, want in ((y, ref_y), (dx, ref_dx), (dw, ref_dw)):
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-5 * float(jnp.abs(want).max()))
+  exact = _naive_weight_grad_float64(x, dy, dilation)
+  assert np.abs(np.asarray(dw) - exact).max() <= 4 * np.abs(np.asarray(ref_dw) - exact).max()
+  np.testing.assert_array_equal(conv_lib.winograd_weight_grad(x, dy, dilation), dw)
+
+
+def test_winograd_weight_grad_is_the_compiled_path_only_where_it_applies():
+  """From `winograd_weight_grad_min_channels` (64) to `winograd_min_channels` (128) the
+  gradient compiles to the direct conv (forward, input gradient) and one batched dot over the
+  16 tile positions plus the kernel transform instead of 9 per-tap dots; below it, the taps."""
+  dn = ("NHWC", "HWIO", "NHWC")
+
+  def hlo(cin):
+    f = lambda x, w: conv_lib.conv_general_dilated(x, w, (1, 1), ((1, 1), (1, 1)),
+                                                   dimension_numbers=dn).sum()
+    x = jnp.ones((2, 64, 32, cin))  # 4096 output positions
+    return jax.jit(jax.value_and_grad(f, (0, 1))).lower(x, jnp.ones((3, 3, cin, 64))).as_text(
+        "hlo")
+
+  winograd_dw, taps = hlo(64), hlo(63)
+  assert "convolution(" in winograd_dw and winograd_dw.count(" dot(") < 9, winograd_dw
+  assert "f32[16,64,64]" in winograd_dw
+  assert taps.count(" dot(") == 9
+
+
 def test_winograd_is_the_compiled_path_only_where_it_applies():
   """An eligible conv and its gradients compile to dots, no convolution; fewer channels or
   output positions, bfloat16, a stride or other padding keep the direct path."""

@@ -6,7 +6,8 @@ model, traced with it and never a global. The defaults are each platform's best:
 
   conv='auto'    CPU: 1x1 convs and weight gradients as matmuls, Winograd F(2x2, 3x3) for
                  the "same" 3x3 convs with at least `winograd_min_channels` channels and
-                 `winograd_min_positions` output positions (flaseg/models/conv.py);
+                 `winograd_min_positions` output positions, and for the weight gradient
+                 only from `winograd_weight_grad_min_channels` (flaseg/models/conv.py);
                  GPU and TPU: `lax.conv_general_dilated`.
   conv='direct'  `lax.conv_general_dilated` everywhere: FLOPs counted as the papers count
                  them (scripts/cost.py) and memory as an accelerator holds it.
@@ -54,6 +55,12 @@ class Lowering:
   # against 201).
   winograd_min_channels: int = 128
   winograd_min_positions: int = 4096
+  # Below `winograd_min_channels` the forward stays direct, but from this many input and
+  # output channels (and `winograd_min_positions`) the weight gradient is F(2x2, 3x3)'s
+  # adjoint (conv.winograd_weight_grad). Per tap -> adjoint, batch 2 (`python
+  # scripts/conv_benchmark.py --weight-grad`): 64 channels at 128x256 68.4 -> 50.2 ms, 96 at
+  # 64x128 23.8 -> 14.3 ms; 48 at 128x256 24.9 -> 25.4 ms, so not there.
+  winograd_weight_grad_min_channels: int = 64
   # 1 GiB: whole-image 1024x2048 at output stride 8 (N = 32768, 4 GiB) is chunked; training
   # crops (769: 354 MB) stay direct. Per image, not per batch: under jit over a mesh the
   # traced batch is the global one.
