@@ -30,11 +30,17 @@ reference_infer_img_per_s:
 
   python scripts/benchmark.py --config=configs/danet_cityscapes.py --size=512x512 --batch=2 \
       --reference=torch --json
+
+`--alternate=N` (with `--reference=torch`) then runs N more rounds in which the two take turns
+(a flaseg train step, PyTorch's, a flaseg inference, PyTorch's) and adds their medians and
+ratios (alternated_*): both frameworks see the same machine state, so on a shared VM, where
+separate timings of one network drift by about 5% between runs, their ratio varies less.
 """
 import argparse
 import json
 import os
 import sys
+import time
 
 import jax
 import jax.numpy as jnp
@@ -125,9 +131,10 @@ def time_steps(config, size, batch, steps=5, warmup=1) -> dict:
   train_peak = _peak_mb(compiled_train)
   variables = {"params": holder["state"].params, **holder["state"].model_state}
   compiled_infer = jax.jit(_infer_fn(model)).lower(variables, gb["image"]).compile()
-  infer_s = timing.median_seconds(lambda: compiled_infer(variables, gb["image"]), steps,
-                                 warmup)
-  return dict(train_s=train_s, infer_s=infer_s, compiled_train=compiled_train,
+  infer_once = lambda: compiled_infer(variables, gb["image"])  # noqa: E731
+  infer_s = timing.median_seconds(infer_once, steps, warmup)
+  return dict(train_s=train_s, infer_s=infer_s, train_once=train_once, infer_once=infer_once,
+              compiled_train=compiled_train,
               compiled_infer=compiled_infer,
               peak_memory_mb=max(train_peak, _peak_mb(compiled_infer)),
               params=sum(int(np.prod(a.shape)) for a in jax.tree.leaves(params)),
@@ -139,9 +146,10 @@ def _infer_fn(model):
   return lambda v, x: jnp.argmax(model.apply(v, x)["out"], -1)
 
 
-def benchmark(config, size, batch, steps=5, warmup=1, matmul=4096):
-  """Returns the benchmark record for `config` at images (batch, *size, 3)."""
-  t = time_steps(config, size, batch, steps, warmup)
+def benchmark(config, size, batch, steps=5, warmup=1, matmul=4096, t=None):
+  """Returns the benchmark record for `config` at images (batch, *size, 3); `t`: the
+  `time_steps` of that call, if already run."""
+  t = t or time_steps(config, size, batch, steps, warmup)
   train_s, infer_s, gb = t["train_s"], t["infer_s"], t["batch"]
   peak = matmul_peak_gflops(matmul)
   train_gflop, infer_gflop = _gflop(t["compiled_train"]), _gflop(t["compiled_infer"])
@@ -165,6 +173,30 @@ def benchmark(config, size, batch, steps=5, warmup=1, matmul=4096):
           "infer_fraction_of_matmul_peak": infer_gflop / infer_s / peak,
           "train_model_gflop_per_step": train_model, "infer_model_gflop_per_step": infer_model,
           "train_mfu": train_model / train_s / peak, "infer_mfu": infer_model / infer_s / peak}
+
+
+def alternate(t, peer_train, peer_infer, rounds):
+  """Medians of `rounds` rounds of a flaseg train step (`time_steps`' `t`), the peer's
+  (`peer_train()`), a flaseg inference and the peer's (`peer_infer()`), after one untimed
+  round, and the peer's time over flaseg's (above 1: flaseg is faster)."""
+  ways = {"train": (t["train_once"], peer_train), "infer": (t["infer_once"], peer_infer)}
+  times = {(kind, who): [] for kind in ways for who in (0, 1)}
+  for r in range(rounds + 1):
+    for kind, fns in ways.items():
+      for who, fn in enumerate(fns):
+        start = time.perf_counter()
+        result = fn()
+        if who == 0:  # PyTorch's CPU ops return when done; JAX dispatches asynchronously
+          jax.block_until_ready(result)
+        if r:
+          times[(kind, who)].append(time.perf_counter() - start)
+  med = {k: float(np.median(v)) for k, v in times.items()}
+  out = {"alternated_rounds": rounds}
+  for kind in ways:
+    out[f"alternated_{kind}_step_s"] = med[(kind, 0)]
+    out[f"alternated_reference_{kind}_step_s"] = med[(kind, 1)]
+    out[f"alternated_{kind}_ratio"] = med[(kind, 1)] / med[(kind, 0)]
+  return out
 
 
 def realtime(config, size, steps=10, warmup=2):
@@ -205,10 +237,14 @@ def run():
   p.add_argument("--matmul", type=int, default=4096, help="n of the n^3 matmul peak")
   p.add_argument("--reference", default="", choices=("", "torch"),
                  help="also time the PyTorch peer of the network (see the docstring)")
+  p.add_argument("--alternate", type=int, default=0,
+                 help="with --reference=torch: this many more rounds of the two taking turns")
   p.add_argument("--realtime", action="store_true",
                  help="AttaNet's real-time protocol: batch 1, resize inside, FPS")
   p.add_argument("--json", action="store_true", help="print only the JSON object")
   a = p.parse_args()
+  if a.alternate and (not a.reference or a.realtime):
+    raise UserError(f"--alternate={a.alternate} needs --reference=torch and no --realtime")
   config = config_lib.load(a.config)
   if a.backbone:
     config.model.backbone.depth = int(a.backbone.replace("resnet", ""))
@@ -232,10 +268,14 @@ def run():
     if a.reference:
       from reference.torch import benchmark as torch_peer
       torch_peer.check(config)  # an unsupported head fails before the long flaseg run
-    record = benchmark(config, size, batch, a.steps, a.warmup, a.matmul)
+    t = time_steps(config, size, batch, a.steps, a.warmup)
+    record = benchmark(config, size, batch, a.steps, a.warmup, a.matmul, t)
     if a.reference:
       print(json.dumps(record), file=sys.stderr, flush=True)  # kept if the peer fails
       record.update(torch_peer.benchmark(config, size, batch, a.steps, a.warmup))
+    if a.alternate:
+      peer_train, peer_infer, _ = torch_peer.make_steps(config, size, batch)
+      record.update(alternate(t, peer_train, peer_infer, a.alternate))
   if a.json:
     print(json.dumps(record))
   else:

@@ -25,7 +25,8 @@ def test_benchmark_json_with_torch_peer():
   pytest.importorskip("torch")
   pytest.importorskip("mmseg")
   r = _run("--config=configs/danet_cityscapes.py:smoke", "--size=24x40", "--batch=2",
-           "--steps=1", "--warmup=1", "--matmul=256", "--reference=torch", "--json")
+           "--steps=1", "--warmup=1", "--matmul=256", "--reference=torch", "--alternate=2",
+           "--json")
   assert r.returncode == 0, r.stderr[-3000:]
   record = json.loads(r.stdout.strip().splitlines()[-1])
   assert record["config"] == "danet" and record["size"] == [24, 40] and record["batch"] == 2
@@ -35,9 +36,22 @@ def test_benchmark_json_with_torch_peer():
               "infer_mfu",
               "reference_train_img_per_s", "reference_infer_img_per_s"):
     assert record[key] > 0, key
+  assert record["alternated_rounds"] == 2
+  for kind in ("train", "infer"):
+    flaseg_s = record[f"alternated_{kind}_step_s"]
+    peer_s = record[f"alternated_reference_{kind}_step_s"]
+    assert flaseg_s > 0 and peer_s > 0
+    assert record[f"alternated_{kind}_ratio"] == pytest.approx(peer_s / flaseg_s)
   # A train step costs more than an inference, and about 3x its FLOPs.
   assert 2 < record["train_gflop_per_step"] / record["infer_gflop_per_step"] < 4.5
   assert record["reference"].startswith("mmseg")
+
+
+def test_alternate_needs_the_torch_peer():
+  r = _run("--config=configs/quickstart.py", "--alternate=3", "--json")
+  assert r.returncode != 0
+  assert r.stderr.strip().splitlines()[-1] == (
+      "benchmark.py: --alternate=3 needs --reference=torch and no --realtime")
 
 
 def test_torch_fla_reference_trains_and_infers():
