@@ -129,23 +129,30 @@ WINOGRAD_CASES = [
 ]
 
 
-def _naive_conv_float64(x, w, dilation):
-  """The "same" 3x3 conv as a sum over taps in float64 numpy: the independent reference."""
-  x, w = np.asarray(x, np.float64), np.asarray(w, np.float64)
+def _tap_windows_float64(x, dilation):
+  """The 9 windows of the "same"-padded x in float64 numpy: window [i][j] at a pixel is
+  x_pad[pixel + (i, j) * d]."""
+  x = np.asarray(x, np.float64)
   (dh, dw), (_, h, wd, _) = dilation, x.shape
   xp = np.pad(x, ((0, 0), (dh, dh), (dw, dw), (0, 0)))
-  return sum(xp[:, i * dh:i * dh + h, j * dw:j * dw + wd] @ w[i, j]
-             for i in range(3) for j in range(3))
+  return [[xp[:, i * dh:i * dh + h, j * dw:j * dw + wd] for j in range(3)] for i in range(3)]
+
+
+def _naive_conv_float64(x, w, dilation):
+  """The "same" 3x3 conv as a sum over taps in float64 numpy: the independent reference."""
+  w = np.asarray(w, np.float64)
+  windows = _tap_windows_float64(x, dilation)
+  return sum(windows[i][j] @ w[i, j] for i in range(3) for j in range(3))
 
 
 # Winograd also for the tests' small maps (by default it needs 4096 output positions).
 SMALL_WINOGRAD = Lowering(winograd_min_positions=1)
 
 
-@pytest.mark.parametrize("batch,h,w,cin,cout,dilation", WINOGRAD_CASES)
-def test_winograd_equals_lax_and_is_as_accurate(batch, h, w, cin, cout, dilation):
-  """Value, input gradient and weight gradient equal lax's convolution; the value's error
-  against a float64 sum over taps is within 4x of lax's own float32 error."""
+def _same_3x3_against_lax(batch, h, w, cin, cout, dilation):
+  """A random "same" 3x3 conv through flaseg's CPU path (`SMALL_WINOGRAD`) and through lax:
+  asserts the value, input and weight gradient equal lax's within 1e-5 of their largest
+  entry; returns x, kernel, dy, flaseg's (y, dx, dw) and lax's."""
   rng = np.random.default_rng(cin + cout + h)
   x = jnp.asarray(rng.standard_normal((batch, h, w, cin)), jnp.float32)
   kernel = jnp.asarray(rng.standard_normal((3, 3, cin, cout)), jnp.float32)
@@ -156,13 +163,23 @@ def test_winograd_equals_lax_and_is_as_accurate(batch, h, w, cin, cout, dilation
   ours = lambda a, b: conv_lib.conv_general_dilated(a, b, (1, 1), pad, rhs_dilation=dilation,
                                                     dimension_numbers=dn,
                                                     lowering=SMALL_WINOGRAD)
-  assert conv_lib.winograd_applies(x, kernel, (1, 1), pad, dilation, SMALL_WINOGRAD)
   ref_y, ref_vjp = jax.vjp(ref, x, kernel)
   y, vjp = jax.jit(lambda a, b: jax.vjp(ours, a, b))(x, kernel)
   dy = jnp.asarray(rng.standard_normal(ref_y.shape), jnp.float32)
-  for got, want in zip((y, *vjp(dy)), (ref_y, *ref_vjp(dy))):
-    scale = float(jnp.abs(want).max())
-    np.testing.assert_allclose(got, want, rtol=0, atol=1e-5 * scale)
+  got, want = (y, *vjp(dy)), (ref_y, *ref_vjp(dy))
+  for a, b in zip(got, want):
+    np.testing.assert_allclose(a, b, rtol=0, atol=1e-5 * float(jnp.abs(b).max()))
+  return x, kernel, dy, got, want
+
+
+@pytest.mark.parametrize("batch,h,w,cin,cout,dilation", WINOGRAD_CASES)
+def test_winograd_equals_lax_and_is_as_accurate(batch, h, w, cin, cout, dilation):
+  """Value, input gradient and weight gradient equal lax's convolution; the value's error
+  against a float64 sum over taps is within 4x of lax's own float32 error."""
+  x, kernel, _, (y, _, _), (ref_y, _, _) = _same_3x3_against_lax(batch, h, w, cin, cout,
+                                                                 dilation)
+  pad = tuple((d, d) for d in dilation)
+  assert conv_lib.winograd_applies(x, kernel, (1, 1), pad, dilation, SMALL_WINOGRAD)
   exact = _naive_conv_float64(x, kernel, dilation)
   assert np.abs(np.asarray(y) - exact).max() <= 4 * np.abs(np.asarray(ref_y) - exact).max()
   np.testing.assert_array_equal(conv_lib.winograd_conv3x3(x, kernel, list(dilation)), y)
@@ -181,12 +198,10 @@ WINOGRAD_WEIGHT_GRAD_CASES = [
 
 def _naive_weight_grad_float64(x, dy, dilation):
   """dW[i, j] = sum over pixels of x_pad[pixel + (i, j) * d]^T dy[pixel], in float64 numpy."""
-  x, dy = np.asarray(x, np.float64), np.asarray(dy, np.float64)
-  (dh, dw), (_, h, wd, _) = dilation, x.shape
-  xp = np.pad(x, ((0, 0), (dh, dh), (dw, dw), (0, 0)))
-  return np.stack([np.stack([np.einsum("nhwc,nhwo->co", xp[:, i * dh:i * dh + h,
-                                                            j * dw:j * dw + wd], dy)
-                             for j in range(3)]) for i in range(3)])
+  dy = np.asarray(dy, np.float64)
+  windows = _tap_windows_float64(x, dilation)
+  return np.stack([np.stack([np.einsum("nhwc,nhwo->co", windows[i][j], dy) for j in range(3)])
+                   for i in range(3)])
 
 
 @pytest.mark.parametrize("batch,h,w,cin,cout,dilation", WINOGRAD_WEIGHT_GRAD_CASES)
@@ -194,24 +209,11 @@ def test_winograd_weight_grad_equals_lax_and_is_as_accurate(batch, h, w, cin, co
   """The direct conv with F(2x2, 3x3)'s weight gradient: value, input and weight gradient
   equal lax's; the weight gradient's error against a float64 sum over pixels is within 4x of
   lax's own float32 error."""
-  rng = np.random.default_rng(cin + cout + h)
-  x = jnp.asarray(rng.standard_normal((batch, h, w, cin)), jnp.float32)
-  kernel = jnp.asarray(rng.standard_normal((3, 3, cin, cout)), jnp.float32)
+  x, kernel, dy, (_, _, dw), (_, _, ref_dw) = _same_3x3_against_lax(batch, h, w, cin, cout,
+                                                                    dilation)
   pad = tuple((d, d) for d in dilation)
-  dn = ("NHWC", "HWIO", "NHWC")
-  ref = lambda a, b: lax.conv_general_dilated(a, b, (1, 1), pad, rhs_dilation=dilation,
-                                              dimension_numbers=dn)
-  ours = lambda a, b: conv_lib.conv_general_dilated(a, b, (1, 1), pad, rhs_dilation=dilation,
-                                                    dimension_numbers=dn,
-                                                    lowering=SMALL_WINOGRAD)
   assert conv_lib.winograd_weight_grad_applies(x, kernel, (1, 1), pad, dilation,
                                                SMALL_WINOGRAD)
-  ref_y, ref_vjp = jax.vjp(ref, x, kernel)
-  y, vjp = jax.jit(lambda a, b: jax.vjp(ours, a, b))(x, kernel)
-  dy = jnp.asarray(rng.standard_normal(ref_y.shape), jnp.float32)
-  (dx, dw), (ref_dx, ref_dw) = vjp(dy), ref_vjp(dy)
-  for got, want in ((y, ref_y), (dx, ref_dx), (dw, ref_dw)):
-    np.testing.assert_allclose(got, want, rtol=0, atol=1e-5 * float(jnp.abs(want).max()))
   exact = _naive_weight_grad_float64(x, dy, dilation)
   assert np.abs(np.asarray(dw) - exact).max() <= 4 * np.abs(np.asarray(ref_dw) - exact).max()
   np.testing.assert_array_equal(conv_lib.winograd_weight_grad(x, dy, dilation), dw)

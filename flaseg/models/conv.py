@@ -135,9 +135,7 @@ def _cpu_conv(x, w, strides, padding, dilation, precision, lowering):
     return y.reshape(n, h, wd, cout)
   if winograd_applies(x, w, strides, padding, dilation, lowering):
     return winograd_conv3x3(x, w, dilation, precision)
-  winograd_dw = _winograd_fits(x, w, strides, padding, dilation,
-                               lowering.winograd_weight_grad_min_channels,
-                               lowering.winograd_min_positions)
+  winograd_dw = winograd_weight_grad_applies(x, w, strides, padding, dilation, lowering)
   return _conv_tap_weight_grad(x, w, strides, padding, dilation, precision, winograd_dw)
 
 
