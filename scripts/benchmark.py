@@ -146,10 +146,9 @@ def _infer_fn(model):
   return lambda v, x: jnp.argmax(model.apply(v, x)["out"], -1)
 
 
-def benchmark(config, size, batch, steps=5, warmup=1, matmul=4096, t=None):
-  """Returns the benchmark record for `config` at images (batch, *size, 3); `t`: the
-  `time_steps` of that call, if already run."""
-  t = t or time_steps(config, size, batch, steps, warmup)
+def benchmark(config, size, batch, t, matmul=4096):
+  """Returns the benchmark record for `config` at images (batch, *size, 3) from `t`, its
+  `time_steps`."""
   train_s, infer_s, gb = t["train_s"], t["infer_s"], t["batch"]
   peak = matmul_peak_gflops(matmul)
   train_gflop, infer_gflop = _gflop(t["compiled_train"]), _gflop(t["compiled_infer"])
@@ -269,7 +268,7 @@ def run():
       from reference.torch import benchmark as torch_peer
       torch_peer.check(config)  # an unsupported head fails before the long flaseg run
     t = time_steps(config, size, batch, a.steps, a.warmup)
-    record = benchmark(config, size, batch, a.steps, a.warmup, a.matmul, t)
+    record = benchmark(config, size, batch, t, a.matmul)
     if a.reference:
       print(json.dumps(record), file=sys.stderr, flush=True)  # kept if the peer fails
       record.update(torch_peer.benchmark(config, size, batch, a.steps, a.warmup))
